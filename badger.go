@@ -1,0 +1,190 @@
+package idem
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+)
+
+// badgerBackend is the embedded default backend.
+type badgerBackend struct {
+	db *badger.DB
+}
+
+// openBadger opens (or creates) the Badger database described by opts.
+func openBadger(opts Options) (*badgerBackend, error) {
+	bo := badgerOptions(opts)
+	db, err := badger.Open(bo)
+	if err != nil {
+		// Badger formats its lock error with %+v, so the cause cannot be
+		// matched with errors.Is; its text is stable.
+		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
+			return nil, fmt.Errorf("%w: %s%s", ErrLocked, opts.Dir, lockHolder(opts.Dir))
+		}
+		return nil, fmt.Errorf("idem: open %s: %w", opts.Dir, err)
+	}
+	return &badgerBackend{db: db}, nil
+}
+
+// badgerOptions sizes Badger for a library embedded in someone else's
+// process: small memtables and no block cache keep memory low, and records
+// up to ValueThreshold stay inline in the LSM tree, so the space of expired
+// records comes back through compaction alone.
+//
+// MemTableSize must never shrink for an existing directory: after a crash
+// Badger replays the old write-ahead log into a memtable of the new size
+// and exits the process if it does not fit.
+func badgerOptions(opts Options) badger.Options {
+	bo := badger.DefaultOptions(opts.Dir).
+		WithInMemory(opts.InMemory).
+		WithSyncWrites(opts.SyncWrites).
+		WithLogger(badgerLogger{opts.Logger}).
+		WithNumVersionsToKeep(1).
+		WithMemTableSize(8 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithValueThreshold(1 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithCompression(options.None).
+		WithBlockCacheSize(0).
+		WithIndexCacheSize(0).
+		WithNumCompactors(2).
+		WithMetricsEnabled(false).
+		// Conflict detection is off because the store never lets two
+		// transactions touch one key at once: same-key work is serialised
+		// by its shard and the directory lock excludes other writers (see
+		// backend). Reads are never used to validate a write.
+		WithDetectConflicts(false)
+	if opts.Logger == nil {
+		bo = bo.WithLogger(nil)
+	}
+	return bo
+}
+
+// lockHolder names the process that holds dir, from the pid Badger writes
+// into its LOCK file (for information only).
+func lockHolder(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, "LOCK"))
+	if err != nil {
+		return ""
+	}
+	pid := strings.TrimSpace(string(b))
+	if pid == "" {
+		return ""
+	}
+	if pid == fmt.Sprint(os.Getpid()) {
+		return " (already open in this process)"
+	}
+	return " (held by pid " + pid + ")"
+}
+
+func (b *badgerBackend) get(dst, key []byte) ([]byte, bool, error) {
+	var found bool
+	err := b.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		found = true
+		dst, err = item.ValueCopy(dst)
+		return err
+	})
+	return dst, found, mapBadgerErr(err)
+}
+
+func (b *badgerBackend) set(key, value []byte, expiresAt uint64) error {
+	txn := b.db.NewTransaction(true)
+	defer txn.Discard()
+	e := badger.NewEntry(key, value)
+	e.ExpiresAt = expiresAt
+	if err := txn.SetEntry(e); err != nil {
+		return mapBadgerErr(err)
+	}
+	return mapBadgerErr(txn.Commit())
+}
+
+func (b *badgerBackend) delete(key []byte) error {
+	return mapBadgerErr(b.db.Update(func(txn *badger.Txn) error { return txn.Delete(key) }))
+}
+
+func (b *badgerBackend) scan(prefix []byte, fn func(key, value []byte) error) error {
+	return mapBadgerErr(b.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			if err := item.Value(func(v []byte) error { return fn(item.Key(), v) }); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+}
+
+func (b *badgerBackend) nextEpoch() (uint64, error) {
+	var epoch uint64
+	err := b.db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get(epochKey)
+		switch {
+		case errors.Is(err, badger.ErrKeyNotFound):
+		case err != nil:
+			return err
+		default:
+			if err := item.Value(func(v []byte) error {
+				if len(v) != 8 {
+					return fmt.Errorf("%w: epoch counter is %d bytes", ErrCorrupt, len(v))
+				}
+				epoch = binary.LittleEndian.Uint64(v)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		epoch++
+		return txn.Set(epochKey, binary.LittleEndian.AppendUint64(nil, epoch))
+	})
+	if err != nil {
+		return 0, mapBadgerErr(err)
+	}
+	// The epoch must be durable before any record is written with it.
+	return epoch, mapBadgerErr(b.db.Sync())
+}
+
+func (b *badgerBackend) close() error { return b.db.Close() }
+
+// mapBadgerErr turns Badger's closed-database error into ErrClosed.
+func mapBadgerErr(err error) error {
+	if errors.Is(err, badger.ErrDBClosed) {
+		return ErrClosed
+	}
+	return err
+}
+
+// badgerLogger routes Badger's logs to a slog.Logger. Badger logs routine
+// events (tables opened, compactions) at INFO; they become Debug here.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.log(slog.LevelError, f, a) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.log(slog.LevelWarn, f, a) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.log(slog.LevelDebug, f, a) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.log(slog.LevelDebug-4, f, a) }
+
+func (b badgerLogger) log(level slog.Level, format string, args []any) {
+	ctx := context.Background()
+	if !b.l.Enabled(ctx, level) {
+		return
+	}
+	b.l.Log(ctx, level, strings.TrimSpace(fmt.Sprintf(format, args...)), "component", "badger")
+}

@@ -1,0 +1,60 @@
+// Package idem is an embedded, persistent idempotency store: it makes a
+// retried request, a redelivered message or a double-clicked button run its
+// side effect once, and gives every retry the same result back.
+//
+// # Use
+//
+// Open a [Store] on a directory, take a [Scope] for each kind of operation,
+// and wrap the operation in [Scope.Do] with the client's idempotency key:
+//
+//	st, err := idem.Open(idem.Options{Dir: "/var/lib/orders/idem"})
+//	defer st.Close()
+//	payments, err := st.Scope("payments", idem.ScopeOptions{TTL: 24 * time.Hour})
+//	res, err := payments.Tenant(accountID).Do(ctx, key, fingerprint, func(ctx context.Context) ([]byte, error) {
+//		return chargeCard(ctx, req)
+//	})
+//	// res.Value is the first execution's result; res.Replayed tells a replay.
+//
+// [Scope.Claim] is the same check-and-set as a step of its own, for work
+// that does not fit in a function: the caller owns the key until it calls
+// [Claim.Complete], [Claim.Fail] or [Claim.Release].
+//
+// # Keys
+//
+// A record is named by its scope, an optional tenant ([Scope.Tenant]) and
+// the key. The three are stored as a length-prefixed tuple, so no choice of
+// bytes makes two of them collide. Keys are 1 to [MaxKeyLen] bytes, tenant
+// ids 1 to [MaxTenantLen] bytes, scope names 1 to [MaxScopeLen] bytes of
+// [a-z0-9._-]. A fingerprint of the request (a hash of its payload) may be
+// passed with each key: a key reused with another fingerprint gets
+// [ErrFingerprintMismatch] instead of somebody else's result.
+//
+// # Outcomes
+//
+// A result is stored for the scope's TTL and replayed. A failure marked with
+// [Permanent] is stored for the scope's FailureTTL and replayed as a
+// [*FailureError]. Any other error, or a panic, releases the key so that a
+// retry runs again. A result larger than the scope's MaxValueSize reaches
+// its caller, and retries get [ErrValueTooLarge] rather than a second run.
+// Every read checks the record's exact deadline against the store's clock
+// ([Options.Now]).
+//
+// # Concurrency
+//
+// A Store, its Scopes and Claims are safe for concurrent use. Calls for the
+// same key in one process are serialised by the key's shard: while one
+// runs the work, duplicates wait for it ([Scope.Do]) and receive its result,
+// or are told [ErrInProgress] ([Scope.Claim]). No lock is held while the
+// work runs or while the disk is written.
+//
+// # Crashes
+//
+// A directory is used by one process at a time ([ErrLocked]). Every [Open]
+// starts a new epoch, so an in-progress record from an earlier one is known
+// to be orphaned by a process that died mid-work, without waiting for a
+// lease. A scope's [OrphanPolicy] decides what happens to it: run again
+// ([OrphanRerun], the default) or answer [ErrOutcomeUnknown] until the
+// record expires ([OrphanReport]). An acknowledged outcome survives the
+// process being killed; with [Options.SyncWrites] it also survives power
+// loss.
+package idem

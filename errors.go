@@ -1,0 +1,98 @@
+package idem
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrClosed is returned by every call on a [Store] (and its scopes and
+	// claims) after [Store.Close].
+	ErrClosed = errors.New("idem: store closed")
+
+	// ErrLocked is returned by [Open] when another process, or another Store
+	// in this process, holds the directory.
+	ErrLocked = errors.New("idem: directory in use")
+
+	// ErrInvalidOptions is returned by [Open] for an unusable [Options] value.
+	ErrInvalidOptions = errors.New("idem: invalid options")
+
+	// ErrInvalidScope is returned by [Store.Scope] for a bad scope name or
+	// [ScopeOptions], and by the calls of a tenant view built with a bad
+	// tenant id ([Scope.Tenant]).
+	ErrInvalidScope = errors.New("idem: invalid scope")
+
+	// ErrInvalidKey is returned by [Scope.Do], [Scope.Claim] and [Scope.Get]
+	// for a key that is empty or longer than [MaxKeyLen] bytes, or a
+	// fingerprint longer than [MaxFingerprintLen] bytes.
+	ErrInvalidKey = errors.New("idem: invalid key")
+
+	// ErrFingerprintMismatch is returned by [Scope.Do] and [Scope.Claim] when a
+	// key is reused with a different request fingerprint. The stored record
+	// is left untouched.
+	ErrFingerprintMismatch = errors.New("idem: key reused with a different fingerprint")
+
+	// ErrInProgress is returned by [Scope.Claim] while another caller in this
+	// process owns the key, and (joined with the context's error) by
+	// [Scope.Do] when its context ends while it waits for that caller.
+	ErrInProgress = errors.New("idem: key in progress")
+
+	// ErrOutcomeUnknown is returned by [Scope.Do] and [Scope.Claim] in a scope
+	// with [OrphanReport] for a key whose owner died (or lost its claim)
+	// before recording an outcome. It is returned until the orphaned record
+	// expires ([ScopeOptions.OrphanTTL]) or is deleted.
+	ErrOutcomeUnknown = errors.New("idem: outcome unknown: the call owning this key did not finish")
+
+	// ErrValueTooLarge is returned by [Scope.Do] and [Scope.Claim] for a key
+	// whose result was larger than the scope's [ScopeOptions.MaxValueSize].
+	// The first caller received its value; the record keeps only its size,
+	// so retries get this error instead of running again.
+	ErrValueTooLarge = errors.New("idem: stored result too large")
+
+	// ErrPermanent matches, with errors.Is, an error marked with [Permanent]
+	// and the [*FailureError] that replays of such a stored failure return.
+	ErrPermanent = errors.New("idem: permanent failure")
+
+	// ErrClaimFinished is returned by [Claim.Complete] and [Claim.Fail] on a
+	// claim that was already completed, failed or released.
+	ErrClaimFinished = errors.New("idem: claim already finished")
+
+	// ErrCorrupt is returned when a stored record cannot be decoded. Only
+	// the affected key is concerned.
+	ErrCorrupt = errors.New("idem: corrupt record")
+)
+
+// Permanent marks err as a permanent failure: [Scope.Do] stores it and every
+// retry of the key gets a [*FailureError] with the same message, for the
+// scope's [ScopeOptions.FailureTTL], instead of running again. Any error
+// not marked permanent releases the key so that a retry runs again.
+// Permanent(nil) returns nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string        { return e.err.Error() }
+func (e *permanentError) Unwrap() error        { return e.err }
+func (e *permanentError) Is(target error) bool { return target == ErrPermanent }
+
+// FailureError is the error returned for a key whose stored outcome is a
+// permanent failure (see [Permanent]). Its message is the original error's.
+type FailureError struct {
+	// Message is the Error() text of the failure as it was stored.
+	Message string
+}
+
+func (e *FailureError) Error() string { return e.Message }
+
+// Is reports that a FailureError matches [ErrPermanent].
+func (e *FailureError) Is(target error) bool { return target == ErrPermanent }
+
+// invalid wraps a sentinel with what was wrong, keeping errors.Is working.
+func invalid(sentinel error, format string, args ...any) error {
+	return fmt.Errorf("%w: %s", sentinel, fmt.Sprintf(format, args...))
+}

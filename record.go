@@ -1,0 +1,169 @@
+package idem
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"time"
+)
+
+// State is the stage of a stored record.
+type State uint8
+
+const (
+	// StateInProgress: a caller claimed the key and has not finished. A
+	// persisted in-progress record that no live call owns is an orphan.
+	StateInProgress State = 1
+	// StateCompleted: the result is stored and replayed.
+	StateCompleted State = 2
+	// StateFailed: a permanent failure is stored and replayed.
+	StateFailed State = 3
+	// StateTooLarge: the result exceeded the scope's MaxValueSize; only its
+	// size is stored, and replays return ErrValueTooLarge.
+	StateTooLarge State = 4
+)
+
+func (s State) String() string {
+	switch s {
+	case StateInProgress:
+		return "in_progress"
+	case StateCompleted:
+		return "completed"
+	case StateFailed:
+		return "failed"
+	case StateTooLarge:
+		return "too_large"
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// record is one key's stored state. Times are Unix nanoseconds of the
+// store's clock; expires is the exact deadline that every read checks.
+type record struct {
+	state       State
+	epoch       uint64 // the Open that wrote it
+	created     int64
+	expires     int64
+	size        uint64 // length of the result, also for StateTooLarge
+	fingerprint []byte
+	value       []byte // the result, or the failure message for StateFailed
+}
+
+func (r *record) expired(now time.Time) bool { return now.UnixNano() >= r.expires }
+
+// The encoding, version 1:
+//
+//	version u8 | state u8 | epoch uvarint | created i64 | expires i64 |
+//	size uvarint | len(fingerprint) uvarint | fingerprint | len(value) uvarint |
+//	value | crc32c of everything before it, u32
+//
+// Fixed-width integers are little endian. The trailing checksum turns a
+// damaged record into ErrCorrupt instead of a wrong replay.
+const codecVersion = 1
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// encodedLen is an upper bound of the encoding's length.
+func (r *record) encodedLen() int {
+	return 2 + 3*binary.MaxVarintLen64 + 16 + len(r.fingerprint) + binary.MaxVarintLen64 + len(r.value) + 4
+}
+
+// appendRecord appends the encoding of r to dst.
+func appendRecord(dst []byte, r *record) []byte {
+	start := len(dst)
+	dst = append(dst, codecVersion, byte(r.state))
+	dst = binary.AppendUvarint(dst, r.epoch)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(r.created))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(r.expires))
+	dst = binary.AppendUvarint(dst, r.size)
+	dst = binary.AppendUvarint(dst, uint64(len(r.fingerprint)))
+	dst = append(dst, r.fingerprint...)
+	dst = binary.AppendUvarint(dst, uint64(len(r.value)))
+	dst = append(dst, r.value...)
+	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
+}
+
+// decodeRecord parses b into r. The fingerprint and value alias b. Any
+// malformed input returns an error wrapping ErrCorrupt; it never panics.
+func decodeRecord(b []byte, r *record) error {
+	if len(b) < 4 {
+		return corrupt("%d bytes", len(b))
+	}
+	body, sum := b[:len(b)-4], binary.LittleEndian.Uint32(b[len(b)-4:])
+	if crc32.Checksum(body, castagnoli) != sum {
+		return corrupt("checksum mismatch")
+	}
+	d := decoder{b: body}
+	if v := d.byte(); v != codecVersion {
+		return corrupt("unknown version %d", v)
+	}
+	r.state = State(d.byte())
+	r.epoch = d.uvarint()
+	r.created = int64(d.uint64())
+	r.expires = int64(d.uint64())
+	r.size = d.uvarint()
+	r.fingerprint = d.bytes()
+	r.value = d.bytes()
+	if d.bad {
+		return corrupt("truncated")
+	}
+	if len(d.b) != 0 {
+		return corrupt("%d trailing bytes", len(d.b))
+	}
+	if r.state < StateInProgress || r.state > StateTooLarge {
+		return corrupt("unknown state %d", r.state)
+	}
+	if len(r.fingerprint) == 0 {
+		r.fingerprint = nil
+	}
+	return nil
+}
+
+func corrupt(format string, args ...any) error { return invalid(ErrCorrupt, format, args...) }
+
+// decoder reads fields from b; a short read sets bad and yields zeros.
+type decoder struct {
+	b   []byte
+	bad bool
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) < 1 {
+		d.bad = true
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) uint64() uint64 {
+	if len(d.b) < 8 {
+		d.bad = true
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return v
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.bad = true
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.bad || n > uint64(len(d.b)) {
+		d.bad = true
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}

@@ -1,0 +1,350 @@
+package idem
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// OrphanPolicy says what a scope does with an orphan: a key claimed by a
+// call that never finished because its process died.
+type OrphanPolicy uint8
+
+const (
+	// OrphanRerun treats an orphaned key as new, so the next call runs the
+	// work again. Right for work that is safe to repeat after a crash (it
+	// checks its own side effects, or has none outside the result).
+	OrphanRerun OrphanPolicy = iota
+	// OrphanReport answers ErrOutcomeUnknown for an orphaned key until the
+	// record expires, so the application can reconcile before anything runs
+	// again. The claim is persisted before the work starts, at the cost of
+	// one more write per new key.
+	OrphanReport
+)
+
+func (p OrphanPolicy) String() string {
+	switch p {
+	case OrphanRerun:
+		return "rerun"
+	case OrphanReport:
+		return "report"
+	}
+	return fmt.Sprintf("OrphanPolicy(%d)", uint8(p))
+}
+
+// ScopeOptions configures a scope. The zero value is a scope that keeps
+// results for 24 hours and reruns orphans.
+type ScopeOptions struct {
+	// TTL is how long a completed result is kept and replayed. Zero means
+	// 24 hours.
+	TTL time.Duration
+	// FailureTTL is how long a permanent failure (see Permanent) is kept.
+	// Zero means TTL.
+	FailureTTL time.Duration
+	// OrphanTTL is how long an in-progress record persisted under
+	// OrphanReport is kept, counted from its claim: after a crash, the key
+	// answers ErrOutcomeUnknown for that long. Zero means TTL.
+	OrphanTTL time.Duration
+	// Orphans is the orphan policy. The zero value is OrphanRerun.
+	Orphans OrphanPolicy
+	// MaxValueSize is the largest result stored, in bytes. A larger one is
+	// returned to its caller but stored as its size only, so retries get
+	// ErrValueTooLarge. Zero means 1 MiB; at most 32 MiB.
+	MaxValueSize int
+}
+
+func (o ScopeOptions) withDefaults() (ScopeOptions, error) {
+	switch {
+	case o.TTL < 0 || o.FailureTTL < 0 || o.OrphanTTL < 0:
+		return o, invalid(ErrInvalidScope, "negative retention")
+	case o.Orphans > OrphanReport:
+		return o, invalid(ErrInvalidScope, "unknown orphan policy %d", o.Orphans)
+	case o.MaxValueSize < 0 || o.MaxValueSize > maxValueSizeLimit:
+		return o, invalid(ErrInvalidScope, "MaxValueSize %d out of range 0 to %d", o.MaxValueSize, maxValueSizeLimit)
+	}
+	if o.TTL == 0 {
+		o.TTL = DefaultTTL
+	}
+	if o.FailureTTL == 0 {
+		o.FailureTTL = o.TTL
+	}
+	if o.OrphanTTL == 0 {
+		o.OrphanTTL = o.TTL
+	}
+	if o.MaxValueSize == 0 {
+		o.MaxValueSize = DefaultMaxValueSize
+	}
+	return o, nil
+}
+
+// Scope is a key space of a [Store] with its own retention and policies,
+// or a tenant's part of one (see [Scope.Tenant]). It is safe for
+// concurrent use.
+type Scope struct {
+	store  *Store
+	name   string
+	tenant string
+	opts   ScopeOptions
+	prefix []byte // encoded (scope, tenant), the start of every key
+	err    error  // why this tenant view is unusable
+}
+
+// Name returns the scope's name.
+func (sc *Scope) Name() string { return sc.name }
+
+// TenantID returns the tenant of a view made by [Scope.Tenant], or "".
+func (sc *Scope) TenantID() string { return sc.tenant }
+
+// Options returns the scope's options, defaults filled in.
+func (sc *Scope) Options() ScopeOptions { return sc.opts }
+
+// Tenant returns a view of the scope whose keys belong to tenant id alone:
+// the same key used by two tenants names two independent records. Ids are
+// 1 to 255 bytes; with any other id, every call on the view returns
+// [ErrInvalidScope]. Tenant on a tenant view switches to the new tenant.
+func (sc *Scope) Tenant(id string) *Scope {
+	t := *sc
+	t.tenant = id
+	t.prefix = keyPrefix(sc.name, id)
+	if len(id) == 0 || len(id) > MaxTenantLen {
+		t.err = invalid(ErrInvalidScope, "tenant id is %d bytes, want 1 to %d", len(id), MaxTenantLen)
+	}
+	return &t
+}
+
+// Result is the outcome of [Scope.Do] for a key.
+type Result struct {
+	// Value is the result of the key's one execution. It belongs to the
+	// caller.
+	Value []byte
+	// Replayed is true when the result comes from an earlier execution (a
+	// stored record, or a concurrent duplicate that was waited for), and
+	// false for the call that ran the function.
+	Replayed bool
+	// CreatedAt is when the outcome was stored.
+	CreatedAt time.Time
+	// ExpiresAt is when the record expires and the key becomes new again.
+	ExpiresAt time.Time
+}
+
+// Do runs fn at most once for key while its record lives, and returns the
+// outcome of that one execution to every call with the same key.
+//
+// On a new key, Do claims it, runs fn, stores what fn returned for the
+// scope's TTL and returns it with Replayed false. On a key with a stored
+// result, it returns that result with Replayed true and does not call fn. A
+// call that arrives while another call in this process runs fn for the key
+// waits for it and gets its result; if ctx ends first, Do returns an error
+// matching both [ErrInProgress] and ctx.Err(), and the running call is not
+// disturbed.
+//
+// fingerprint identifies the request the key was sent with (a hash of its
+// payload, say). If it is not nil and differs from the one stored, Do
+// returns [ErrFingerprintMismatch] without running fn. A nil fingerprint
+// skips the check.
+//
+// If fn returns an error marked with [Permanent], the failure is stored and
+// replayed as a [*FailureError]; any other error, or a panic, releases the
+// key so that a retry runs fn again (the panic is re-raised). fn receives
+// ctx; Do stores the outcome even if ctx has ended meanwhile.
+func (sc *Scope) Do(ctx context.Context, key string, fingerprint []byte, fn func(context.Context) ([]byte, error)) (Result, error) {
+	if fn == nil {
+		return Result{}, errors.New("idem: Do called with a nil function")
+	}
+	cl, rec, err := sc.acquire(ctx, key, fingerprint, true)
+	if err != nil {
+		return Result{}, err
+	}
+	if rec != nil {
+		return sc.outcome(rec)
+	}
+	return cl.run(ctx, fn)
+}
+
+// Claim is the atomic check-and-set under [Scope.Do], for callers that
+// cannot wrap their work in a function. In one step it either claims a new
+// key for the caller, or finds the key's stored outcome:
+//
+//   - If the returned claim is [Claim.Owned], the caller must run the work
+//     and then call [Claim.Complete], [Claim.Fail] or [Claim.Release].
+//   - Otherwise [Claim.Result] returns the stored outcome, exactly as Do
+//     would return it.
+//
+// Claim does not wait: while another caller in this process owns the key
+// it returns [ErrInProgress]. It returns [ErrFingerprintMismatch] and
+// [ErrOutcomeUnknown] as Do does.
+func (sc *Scope) Claim(ctx context.Context, key string, fingerprint []byte) (*Claim, error) {
+	cl, rec, err := sc.acquire(ctx, key, fingerprint, false)
+	if err != nil {
+		return nil, err
+	}
+	if rec != nil {
+		return &Claim{scope: sc, found: rec}, nil
+	}
+	return cl, nil
+}
+
+// acquire is the check-and-set behind Do and Claim. It returns either a
+// claim the caller owns, or the record stored for key after the
+// fingerprint and orphan checks. With wait, it waits while another caller
+// owns the key; without, it returns ErrInProgress.
+func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wait bool) (*Claim, *record, error) {
+	if sc.err != nil {
+		return nil, nil, sc.err
+	}
+	if err := checkKey(key, fingerprint); err != nil {
+		return nil, nil, err
+	}
+	st := sc.store
+	k := appendKey(make([]byte, 0, len(sc.prefix)+len(key)), sc.prefix, key)
+	sh := st.shards.of(k)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		c, owner := sh.enter(k)
+		if !owner {
+			claimed, fp := sh.state(c)
+			if claimed && fingerprint != nil && !bytes.Equal(fingerprint, fp) {
+				st.stats.mismatches.Add(1)
+				return nil, nil, ErrFingerprintMismatch
+			}
+			if claimed && !wait {
+				return nil, nil, ErrInProgress
+			}
+			if claimed {
+				st.stats.coalesced.Add(1)
+			}
+			if err := c.wait(ctx); err != nil {
+				return nil, nil, err
+			}
+			if c.rec == nil {
+				continue // released: claim it ourselves
+			}
+			if err := sc.check(c.rec, fingerprint); err != nil {
+				return nil, nil, err
+			}
+			return nil, c.rec, nil
+		}
+
+		rec, err := sc.load(k)
+		if err != nil {
+			sh.finish(k, c, nil)
+			return nil, nil, err
+		}
+		if rec != nil && rec.state == StateInProgress {
+			// This caller owns the key in this process, so whoever wrote
+			// the in-progress record is gone: an earlier epoch that
+			// crashed, or a call of this one that could not record its
+			// outcome.
+			st.stats.orphans.Add(1)
+			if sc.opts.Orphans == OrphanRerun {
+				return sc.claim(k, sh, c, fingerprint, true)
+			}
+		}
+		if rec != nil {
+			sh.finish(k, c, rec)
+			if err := sc.check(rec, fingerprint); err != nil {
+				return nil, nil, err
+			}
+			return nil, rec, nil
+		}
+		return sc.claim(k, sh, c, fingerprint, false)
+	}
+}
+
+// claim makes the caller, who owns call c on key k, the holder of the key.
+// Under OrphanReport the in-progress record is persisted first, so that a
+// crash while the work runs leaves a trace; under OrphanRerun it lives in
+// memory only, since a crash then simply makes the key new again.
+// onDisk says an orphaned record is stored under k.
+func (sc *Scope) claim(k []byte, sh *shard, c *call, fingerprint []byte, onDisk bool) (*Claim, *record, error) {
+	st := sc.store
+	fingerprint = bytes.Clone(fingerprint)
+	sh.claim(c, fingerprint)
+	cl := &Claim{scope: sc, key: k, shard: sh, call: c, fingerprint: fingerprint, owned: true, onDisk: onDisk}
+	if sc.opts.Orphans == OrphanReport {
+		now := st.now()
+		rec := &record{
+			state:       StateInProgress,
+			epoch:       st.epoch,
+			created:     now.UnixNano(),
+			expires:     deadline(now, sc.opts.OrphanTTL),
+			fingerprint: fingerprint,
+		}
+		if _, err := sc.save(k, rec, now); err != nil {
+			sh.finish(k, c, nil)
+			return nil, nil, err
+		}
+		cl.onDisk = true
+	}
+	st.stats.claims.Add(1)
+	st.stats.inFlight.Add(1)
+	return cl, nil, nil
+}
+
+// check applies the fingerprint and orphan rules to a stored record.
+func (sc *Scope) check(rec *record, fingerprint []byte) error {
+	if fingerprint != nil && !bytes.Equal(fingerprint, rec.fingerprint) {
+		sc.store.stats.mismatches.Add(1)
+		return ErrFingerprintMismatch
+	}
+	if rec.state == StateInProgress {
+		return ErrOutcomeUnknown
+	}
+	return nil
+}
+
+// outcome is what Do returns for a key whose record passed check.
+func (sc *Scope) outcome(rec *record) (Result, error) {
+	sc.store.stats.replays.Add(1)
+	res := Result{
+		Replayed:  true,
+		CreatedAt: timeOf(rec.created),
+		ExpiresAt: timeOf(rec.expires),
+	}
+	switch rec.state {
+	case StateCompleted:
+		res.Value = bytes.Clone(rec.value)
+		return res, nil
+	case StateFailed:
+		return res, &FailureError{Message: string(rec.value)}
+	default: // StateTooLarge
+		return res, fmt.Errorf("%w: %d bytes, scope limit %d", ErrValueTooLarge, rec.size, sc.opts.MaxValueSize)
+	}
+}
+
+// load reads the live record stored under k, or nil.
+func (sc *Scope) load(k []byte) (*record, error) {
+	var (
+		buf   []byte
+		found bool
+	)
+	err := sc.store.io(func(be backend) (err error) {
+		buf, found, err = be.get(nil, k)
+		return err
+	})
+	if err != nil || !found {
+		return nil, err
+	}
+	rec := new(record)
+	if err := decodeRecord(buf, rec); err != nil {
+		return nil, fmt.Errorf("scope %q: %w", sc.name, err)
+	}
+	if rec.expired(sc.store.now()) {
+		return nil, nil
+	}
+	return rec, nil
+}
+
+// save durably writes rec under k; now is the time rec was made at. It
+// returns the encoding written.
+func (sc *Scope) save(k []byte, rec *record, now time.Time) ([]byte, error) {
+	buf := appendRecord(make([]byte, 0, rec.encodedLen()), rec)
+	err := sc.store.io(func(be backend) error {
+		return be.set(k, buf, engineExpiry(now, rec.expires))
+	})
+	return buf, err
+}

@@ -1,0 +1,112 @@
+package idem
+
+import (
+	"context"
+	"fmt"
+	"math/bits"
+	"sync"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// defaultShards is the shard count when Options.Shards is zero: enough that
+// unrelated keys rarely share a mutex on a many-core machine.
+const defaultShards = 64
+
+// shard owns the calls in flight for the keys that hash to it. A key is in
+// the calls map from the moment a caller starts looking it up until that
+// caller has stored or released it: this is what makes a read followed by
+// a write on the backend an atomic check-and-set within the process.
+type shard struct {
+	mu    sync.Mutex       // guards calls
+	calls map[string]*call // by persisted key
+	_     [40]byte         // keeps neighbouring shards' mutexes off one cache line
+}
+
+// call is one owner's work on a key, which duplicates wait for.
+type call struct {
+	done chan struct{} // closed by finish
+
+	// Guarded by the shard's mu.
+	claimed     bool   // the owner holds the key (and is running)
+	fingerprint []byte // the owner's, once claimed
+
+	// Written once before done is closed, read only after.
+	rec *record // the record the owner found or stored; nil: released
+}
+
+// shards is the store's fixed, power-of-two set of shards.
+type shards struct {
+	seed uint64
+	mask uint64
+	list []shard
+}
+
+func newShards(n int, seed uint64) shards {
+	s := shards{seed: seed, mask: uint64(n - 1), list: make([]shard, n)}
+	for i := range s.list {
+		s.list[i].calls = make(map[string]*call)
+	}
+	return s
+}
+
+// validShardCount reports whether n is a usable Options.Shards value.
+func validShardCount(n int) bool { return n > 0 && n <= 1<<16 && bits.OnesCount(uint(n)) == 1 }
+
+// of returns the shard of a persisted key.
+func (s *shards) of(key []byte) *shard {
+	var d xxhash.Digest
+	d.ResetWithSeed(s.seed)
+	_, _ = d.Write(key)
+	return &s.list[d.Sum64()&s.mask]
+}
+
+// enter makes the caller the owner of key, or returns the call that owns it
+// now. The owner must end with finish.
+func (sh *shard) enter(key []byte) (c *call, owner bool) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if c := sh.calls[string(key)]; c != nil {
+		return c, false
+	}
+	c = &call{done: make(chan struct{})}
+	sh.calls[string(key)] = c
+	return c, true
+}
+
+// claim marks c, still owned, as holding the key for a caller with
+// fingerprint, so that duplicates can be told apart while it runs.
+func (sh *shard) claim(c *call, fingerprint []byte) {
+	sh.mu.Lock()
+	c.claimed, c.fingerprint = true, fingerprint
+	sh.mu.Unlock()
+}
+
+// state reports, for a duplicate, whether c has claimed its key and with
+// which fingerprint.
+func (sh *shard) state(c *call) (claimed bool, fingerprint []byte) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return c.claimed, c.fingerprint
+}
+
+// finish ends c's ownership of key and wakes its duplicates with rec (nil:
+// the key was released and a duplicate may claim it).
+func (sh *shard) finish(key []byte, c *call, rec *record) {
+	c.rec = rec
+	sh.mu.Lock()
+	delete(sh.calls, string(key))
+	sh.mu.Unlock()
+	close(c.done)
+}
+
+// wait blocks until c finishes or ctx ends. A waiter that gives up changes
+// nothing: the owner goes on and its outcome is stored for later retries.
+func (c *call) wait(ctx context.Context) error {
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrInProgress, ctx.Err())
+	}
+}

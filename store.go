@@ -1,0 +1,193 @@
+package idem
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options configures [Open]. The zero value is not usable on its own: set
+// Dir, or InMemory for a store that lives and dies with the process.
+type Options struct {
+	// Dir is the directory holding the store. It is created if missing and
+	// may be opened by one Store at a time (see [ErrLocked]).
+	Dir string
+
+	// InMemory keeps everything in memory, for tests and for work that need
+	// not survive the process. Dir must then be empty.
+	InMemory bool
+
+	// SyncWrites makes every claim and completion reach stable storage
+	// before it is acknowledged, so that it survives power loss and kernel
+	// crashes. False (the default) survives the process being killed.
+	SyncWrites bool
+
+	// Logger receives the store's and Badger's logs. Nil discards them.
+	Logger *slog.Logger
+
+	// Shards is the number of shards that in-flight calls are spread over,
+	// a power of two. Zero means 64.
+	Shards int
+
+	// Now is the clock that every expiry is measured with. Nil means
+	// time.Now. Tests pass a fake clock to expire records without waiting.
+	Now func() time.Time
+}
+
+// Store is an open idempotency store. It is safe for concurrent use. Work
+// is done through the [Scope] values it hands out.
+type Store struct {
+	be     backend
+	log    *slog.Logger
+	now    func() time.Time
+	epoch  uint64
+	shards shards
+	stats  counters
+
+	// closing is held shared by every backend call and exclusively by
+	// Close, so that Close waits for running I/O and nothing starts after.
+	closing sync.RWMutex
+	closed  bool // guarded by closing
+
+	mu     sync.Mutex        // guards scopes
+	scopes map[string]*Scope // by name
+}
+
+// Open opens the store in opts.Dir, creating it if needed, and starts a new
+// epoch: every in-progress record left by an earlier Open is an orphan from
+// now on.
+func Open(opts Options) (*Store, error) {
+	switch {
+	case opts.InMemory && opts.Dir != "":
+		return nil, invalid(ErrInvalidOptions, "Dir must be empty with InMemory")
+	case !opts.InMemory && opts.Dir == "":
+		return nil, invalid(ErrInvalidOptions, "Dir is required (or set InMemory)")
+	case opts.Shards == 0:
+		opts.Shards = defaultShards
+	case !validShardCount(opts.Shards):
+		return nil, invalid(ErrInvalidOptions, "Shards is %d, want a power of two up to 65536", opts.Shards)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	be, err := openBadger(opts)
+	if err != nil {
+		return nil, err
+	}
+	epoch, err := be.nextEpoch()
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("idem: start epoch: %w", err), be.close())
+	}
+	opts.Logger.Debug("idem: store opened", "dir", opts.Dir, "epoch", epoch)
+	return &Store{
+		be:     be,
+		log:    opts.Logger,
+		now:    opts.Now,
+		epoch:  epoch,
+		shards: newShards(opts.Shards, rand.Uint64()),
+		scopes: make(map[string]*Scope),
+	}, nil
+}
+
+// Close waits for running storage operations and closes the store. Calls
+// that are still running a function keep running, but can no longer record
+// their outcome: they return [ErrClosed]. Close is safe to call more than
+// once and concurrently; later calls return ErrClosed.
+func (s *Store) Close() error {
+	s.closing.Lock()
+	defer s.closing.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.closed = true
+	if err := s.be.close(); err != nil {
+		return fmt.Errorf("idem: close: %w", err)
+	}
+	return nil
+}
+
+// Epoch returns the number of this Open of the store, counting from 1.
+// Records are stamped with the epoch that wrote them.
+func (s *Store) Epoch() uint64 { return s.epoch }
+
+// io runs fn against the backend unless the store is closed.
+func (s *Store) io(fn func(backend) error) error {
+	s.closing.RLock()
+	defer s.closing.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return fn(s.be)
+}
+
+// Scope returns the scope called name, opening it with o on first use. A
+// scope has its own key space and retention; opening one again returns the
+// same *Scope, and opening it with different options is an error. Names are
+// 1 to 64 bytes of [a-z0-9._-].
+func (s *Store) Scope(name string, o ScopeOptions) (*Scope, error) {
+	if !validScopeName(name) {
+		return nil, invalid(ErrInvalidScope, "name %q: want 1 to %d bytes of [a-z0-9._-]", name, MaxScopeLen)
+	}
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("%w (scope %q)", err, name)
+	}
+	s.closing.RLock()
+	defer s.closing.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sc, ok := s.scopes[name]; ok {
+		if sc.opts != o {
+			return nil, invalid(ErrInvalidScope, "scope %q is already open with other options", name)
+		}
+		return sc, nil
+	}
+	sc := &Scope{store: s, name: name, opts: o, prefix: keyPrefix(name, "")}
+	s.scopes[name] = sc
+	return sc, nil
+}
+
+// Stats is a snapshot of a store's counters since Open.
+type Stats struct {
+	Claims     uint64 // keys claimed by a caller that then ran (or was to run) the work
+	Completed  uint64 // results stored
+	Failed     uint64 // permanent failures stored
+	Released   uint64 // claims given back without an outcome
+	Replays    uint64 // outcomes served from a stored record
+	Coalesced  uint64 // duplicates that waited for a running call
+	Mismatches uint64 // calls refused with ErrFingerprintMismatch
+	Orphans    uint64 // in-progress records found without a live owner
+	InFlight   int64  // claims held right now
+}
+
+// counters are the atomic cells behind Stats.
+type counters struct {
+	claims, completed, failed, released, replays, coalesced, mismatches, orphans atomic.Uint64
+	inFlight                                                                     atomic.Int64
+}
+
+// Stats returns a snapshot of the store's counters.
+func (s *Store) Stats() Stats {
+	c := &s.stats
+	return Stats{
+		Claims:     c.claims.Load(),
+		Completed:  c.completed.Load(),
+		Failed:     c.failed.Load(),
+		Released:   c.released.Load(),
+		Replays:    c.replays.Load(),
+		Coalesced:  c.coalesced.Load(),
+		Mismatches: c.mismatches.Load(),
+		Orphans:    c.orphans.Load(),
+		InFlight:   c.inFlight.Load(),
+	}
+}

@@ -1,0 +1,32 @@
+package idem
+
+import "time"
+
+// Default retention of records, used where ScopeOptions leave it zero.
+const (
+	DefaultTTL          = 24 * time.Hour
+	DefaultMaxValueSize = 1 << 20
+	// maxValueSizeLimit bounds ScopeOptions.MaxValueSize so that every
+	// value fits comfortably in one Badger value-log file.
+	maxValueSizeLimit = 32 << 20
+)
+
+// deadline is the exact expiry, in the store clock's Unix nanoseconds, of a
+// record written at now with retention ttl.
+func deadline(now time.Time, ttl time.Duration) int64 { return now.Add(ttl).UnixNano() }
+
+// engineExpiry is the Unix second after which the storage engine may hide and
+// collect a record whose exact deadline is expires. Badger counts TTLs in
+// whole seconds of the wall clock, so the remaining time is measured on the
+// store's clock and rounded up by a second: the engine never drops a record
+// before the store's own expiry check would.
+func engineExpiry(now time.Time, expires int64) uint64 {
+	remaining := time.Duration(expires - now.UnixNano())
+	if remaining < 0 {
+		remaining = 0
+	}
+	return uint64(time.Now().Add(remaining).Unix()) + 1
+}
+
+// timeOf turns a record's Unix nanoseconds into a time.Time.
+func timeOf(ns int64) time.Time { return time.Unix(0, ns) }

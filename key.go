@@ -84,7 +84,7 @@ func splitKey(k []byte) (scope, tenant, key string, ok bool) {
 	scope, rest = string(rest[:n]), rest[n:]
 	m := int(rest[0])
 	rest = rest[1:]
-	if len(rest) < m+1 {
+	if len(rest) < m {
 		return "", "", "", false
 	}
 	return scope, string(rest[:m]), string(rest[m:]), true

@@ -166,7 +166,7 @@ type Stats struct {
 	Replays    uint64 // outcomes served from a stored record
 	Coalesced  uint64 // duplicates that waited for a running call
 	Mismatches uint64 // calls refused with ErrFingerprintMismatch
-	Orphans    uint64 // in-progress records found without a live owner
+	Orphans    uint64 // lookups that found an orphaned in-progress record
 	InFlight   int64  // claims held right now
 }
 

@@ -130,6 +130,9 @@ func runCrashChild(t *testing.T, dir string, sync bool) int {
 			t.Fatalf("child: %s", line)
 		}
 		if running == 2 && acked >= target && !killed {
+			_, err := Open(Options{Dir: dir})
+			require.ErrorIs(t, err, ErrLocked, "the live child holds the directory")
+			require.ErrorContains(t, err, fmt.Sprintf("held by pid %d", cmd.Process.Pid))
 			require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 			killed = true // and read on: what it printed before dying was acknowledged too
 		}

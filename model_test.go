@@ -161,19 +161,23 @@ func TestModel(t *testing.T) {
 	if testing.Short() {
 		seeds = 3
 	}
-	for seed := range seeds {
-		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
-			runModel(t, uint64(seed), ops)
-		})
+	// The record cache must not change any answer: off, tiny (constant
+	// eviction) and default.
+	for _, cache := range []int{-1, 2048, 0} {
+		for seed := range seeds {
+			t.Run(fmt.Sprintf("cache=%d/seed=%d", cache, seed), func(t *testing.T) {
+				runModel(t, uint64(seed), ops, cache)
+			})
+		}
 	}
 }
 
-func runModel(t *testing.T, seed uint64, ops int) {
+func runModel(t *testing.T, seed uint64, ops, cacheBytes int) {
 	rng := rand.New(rand.NewPCG(seed, 0x1de))
 	clock := newFakeClock()
 	dir := t.TempDir()
 	open := func() (*Store, *Scope) {
-		st, err := Open(Options{Dir: dir, Now: clock.Now, Shards: 4})
+		st, err := Open(Options{Dir: dir, Now: clock.Now, Shards: 4, CacheBytes: cacheBytes})
 		require.NoError(t, err)
 		return st, scopeTest(t, st, "model", modelOptions)
 	}

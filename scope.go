@@ -198,13 +198,22 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 		return nil, nil, err
 	}
 	st := sc.store
+	if st.shut.Load() {
+		return nil, nil, ErrClosed
+	}
 	k := appendKey(make([]byte, 0, len(sc.prefix)+len(key)), sc.prefix, key)
 	sh := st.shards.of(k)
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
 		}
-		c, owner := sh.enter(k)
+		cached, c, owner := sh.enter(k, st.now().UnixNano())
+		if cached != nil {
+			if err := sc.check(cached, fingerprint); err != nil {
+				return nil, nil, err
+			}
+			return nil, cached, nil
+		}
 		if !owner {
 			claimed, fp := sh.state(c)
 			if claimed && fingerprint != nil && !bytes.Equal(fingerprint, fp) {

@@ -13,14 +13,16 @@ import (
 // unrelated keys rarely share a mutex on a many-core machine.
 const defaultShards = 64
 
-// shard owns the calls in flight for the keys that hash to it. A key is in
-// the calls map from the moment a caller starts looking it up until that
-// caller has stored or released it: this is what makes a read followed by
-// a write on the backend an atomic check-and-set within the process.
+// shard owns the calls in flight for the keys that hash to it, and a cache
+// of their finished records. A key is in the calls map from the moment a
+// caller starts looking it up until that caller has stored or released it:
+// this is what makes a read followed by a write on the backend an atomic
+// check-and-set within the process.
 type shard struct {
-	mu    sync.Mutex       // guards calls
+	mu    sync.Mutex       // guards calls and cache
 	calls map[string]*call // by persisted key
-	_     [40]byte         // keeps neighbouring shards' mutexes off one cache line
+	cache recordCache
+	_     [40]byte // keeps neighbouring shards' mutexes off one cache line
 }
 
 // call is one owner's work on a key, which duplicates wait for.
@@ -42,10 +44,12 @@ type shards struct {
 	list []shard
 }
 
-func newShards(n int, seed uint64) shards {
+// newShards makes n shards sharing cacheBytes of record cache.
+func newShards(n int, seed uint64, cacheBytes int) shards {
 	s := shards{seed: seed, mask: uint64(n - 1), list: make([]shard, n)}
 	for i := range s.list {
 		s.list[i].calls = make(map[string]*call)
+		s.list[i].cache.init(cacheBytes / n)
 	}
 	return s
 }
@@ -61,17 +65,24 @@ func (s *shards) of(key []byte) *shard {
 	return &s.list[d.Sum64()&s.mask]
 }
 
-// enter makes the caller the owner of key, or returns the call that owns it
-// now. The owner must end with finish.
-func (sh *shard) enter(key []byte) (c *call, owner bool) {
+// enter returns the live cached record of key if there is one; otherwise
+// the call that owns key now, or a new call owned by the caller (owner),
+// which must end with finish.
+func (sh *shard) enter(key []byte, now int64) (cached *record, c *call, owner bool) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if c := sh.calls[string(key)]; c != nil {
-		return c, false
+		return nil, c, false
+	}
+	if rec := sh.cache.get(key); rec != nil {
+		if now < rec.expires {
+			return rec, nil, false
+		}
+		sh.cache.remove(string(key))
 	}
 	c = &call{done: make(chan struct{})}
 	sh.calls[string(key)] = c
-	return c, true
+	return nil, c, true
 }
 
 // claim marks c, still owned, as holding the key for a caller with
@@ -91,13 +102,24 @@ func (sh *shard) state(c *call) (claimed bool, fingerprint []byte) {
 }
 
 // finish ends c's ownership of key and wakes its duplicates with rec (nil:
-// the key was released and a duplicate may claim it).
+// the key was released and a duplicate may claim it). A finished record is
+// cached for later replays.
 func (sh *shard) finish(key []byte, c *call, rec *record) {
 	c.rec = rec
 	sh.mu.Lock()
 	delete(sh.calls, string(key))
+	if rec != nil && rec.state != StateInProgress {
+		sh.cache.put(string(key), rec)
+	}
 	sh.mu.Unlock()
 	close(c.done)
+}
+
+// forget drops key from the cache, after its record was deleted.
+func (sh *shard) forget(key []byte) {
+	sh.mu.Lock()
+	sh.cache.remove(string(key))
+	sh.mu.Unlock()
 }
 
 // wait blocks until c finishes or ctx ends. A waiter that gives up changes

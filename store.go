@@ -36,7 +36,14 @@ type Options struct {
 	// Now is the clock that every expiry is measured with. Nil means
 	// time.Now. Tests pass a fake clock to expire records without waiting.
 	Now func() time.Time
+
+	// CacheBytes bounds the cache of finished records that serves replays
+	// without reading the disk. Zero means 32 MiB; negative turns it off.
+	CacheBytes int
 }
+
+// defaultCacheBytes is the record cache size when Options.CacheBytes is 0.
+const defaultCacheBytes = 32 << 20
 
 // Store is an open idempotency store. It is safe for concurrent use. Work
 // is done through the [Scope] values it hands out.
@@ -51,7 +58,8 @@ type Store struct {
 	// closing is held shared by every backend call and exclusively by
 	// Close, so that Close waits for running I/O and nothing starts after.
 	closing sync.RWMutex
-	closed  bool // guarded by closing
+	closed  bool        // guarded by closing
+	shut    atomic.Bool // closed, for the paths that do no I/O
 
 	mu     sync.Mutex        // guards scopes
 	scopes map[string]*Scope // by name
@@ -77,6 +85,12 @@ func Open(opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	switch {
+	case opts.CacheBytes == 0:
+		opts.CacheBytes = defaultCacheBytes
+	case opts.CacheBytes < 0:
+		opts.CacheBytes = 0
+	}
 	be, err := openBadger(opts)
 	if err != nil {
 		return nil, err
@@ -91,7 +105,7 @@ func Open(opts Options) (*Store, error) {
 		log:    opts.Logger,
 		now:    opts.Now,
 		epoch:  epoch,
-		shards: newShards(opts.Shards, rand.Uint64()),
+		shards: newShards(opts.Shards, rand.Uint64(), opts.CacheBytes),
 		scopes: make(map[string]*Scope),
 	}, nil
 }
@@ -107,6 +121,7 @@ func (s *Store) Close() error {
 		return ErrClosed
 	}
 	s.closed = true
+	s.shut.Store(true)
 	if err := s.be.close(); err != nil {
 		return fmt.Errorf("idem: close: %w", err)
 	}

@@ -1,0 +1,87 @@
+package idem
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRecordCacheEvictsLeastRecentlyUsed(t *testing.T) {
+	var c recordCache
+	c.init(3 * (cacheEntryOverhead + 2 + 8))
+	for i := range 3 {
+		c.put(fmt.Sprint("k", i), &record{value: make([]byte, 8)})
+	}
+	require.NotNil(t, c.get([]byte("k0"))) // k1 is now the oldest
+	c.put("k3", &record{value: make([]byte, 8)})
+	assert.Nil(t, c.get([]byte("k1")))
+	for _, k := range []string{"k0", "k2", "k3"} {
+		assert.NotNil(t, c.get([]byte(k)), k)
+	}
+	assert.LessOrEqual(t, c.used, c.limit)
+
+	c.put("big", &record{value: make([]byte, c.limit)})
+	assert.Nil(t, c.get([]byte("big")), "larger than the cache: not kept")
+	assert.NotNil(t, c.get([]byte("k3")), "and nothing evicted for it")
+
+	c.put("k3", &record{value: []byte("new")})
+	assert.Equal(t, "new", string(c.get([]byte("k3")).value))
+	c.remove("k3")
+	assert.Nil(t, c.get([]byte("k3")))
+	assert.Len(t, c.entries, 2)
+}
+
+// countingBackend counts the reads that reach the backend.
+type countingBackend struct {
+	backend
+	gets atomic.Int64
+}
+
+func (b *countingBackend) get(dst, key []byte) ([]byte, bool, error) {
+	b.gets.Add(1)
+	return b.backend.get(dst, key)
+}
+
+func TestCachedReplayChecksExpiryAndFingerprint(t *testing.T) {
+	ctx := testCtx(t)
+	clock := newFakeClock()
+	st := openTest(t, Options{InMemory: true, Now: clock.Now})
+	be := &countingBackend{backend: st.be}
+	st.be = be
+	sc := scopeTest(t, st, "s", ScopeOptions{TTL: time.Minute})
+	_, err := sc.Do(ctx, "k", []byte("fp"), value(new(int), "v"))
+	require.NoError(t, err)
+	require.Equal(t, int64(1), be.gets.Load())
+
+	res, err := sc.Do(ctx, "k", []byte("fp"), value(new(int), "x"))
+	require.NoError(t, err)
+	assert.Equal(t, "v", string(res.Value))
+	assert.True(t, res.Replayed)
+	_, err = sc.Do(ctx, "k", []byte("other"), value(new(int), "x"))
+	assert.ErrorIs(t, err, ErrFingerprintMismatch)
+	assert.Equal(t, int64(1), be.gets.Load(), "replays came from the cache")
+
+	clock.Advance(time.Minute)
+	runs := 0
+	res, err = sc.Do(ctx, "k", []byte("fp"), value(&runs, "fresh"))
+	require.NoError(t, err)
+	assert.False(t, res.Replayed, "expired in the cache is expired")
+	assert.Equal(t, 1, runs)
+}
+
+func TestNoCache(t *testing.T) {
+	ctx := testCtx(t)
+	st := openTest(t, Options{InMemory: true, CacheBytes: -1})
+	be := &countingBackend{backend: st.be}
+	st.be = be
+	sc := scopeTest(t, st, "s", ScopeOptions{})
+	for range 3 {
+		_, err := sc.Do(ctx, "k", nil, value(new(int), "v"))
+		require.NoError(t, err)
+	}
+	assert.Equal(t, int64(3), be.gets.Load())
+}

@@ -16,7 +16,8 @@ import (
 
 // badgerBackend is the embedded default backend.
 type badgerBackend struct {
-	db *badger.DB
+	db      *badger.DB
+	commits *committer
 }
 
 // openBadger opens (or creates) the Badger database described by opts.
@@ -31,7 +32,7 @@ func openBadger(opts Options) (*badgerBackend, error) {
 		}
 		return nil, fmt.Errorf("idem: open %s: %w", opts.Dir, err)
 	}
-	return &badgerBackend{db: db}, nil
+	return &badgerBackend{db: db, commits: startCommitter(db)}, nil
 }
 
 // badgerOptions sizes Badger for a library embedded in someone else's
@@ -105,18 +106,11 @@ func (b *badgerBackend) get(dst, key []byte) ([]byte, bool, error) {
 }
 
 func (b *badgerBackend) set(key, value []byte, expiresAt uint64) error {
-	txn := b.db.NewTransaction(true)
-	defer txn.Discard()
-	e := badger.NewEntry(key, value)
-	e.ExpiresAt = expiresAt
-	if err := txn.SetEntry(e); err != nil {
-		return mapBadgerErr(err)
-	}
-	return mapBadgerErr(txn.Commit())
+	return mapBadgerErr(b.commits.write(change{key: key, value: value, expiresAt: expiresAt}))
 }
 
 func (b *badgerBackend) delete(key []byte) error {
-	return mapBadgerErr(b.db.Update(func(txn *badger.Txn) error { return txn.Delete(key) }))
+	return mapBadgerErr(b.commits.write(change{key: key, delete: true}))
 }
 
 func (b *badgerBackend) scan(prefix []byte, fn func(key, value []byte) error) error {
@@ -162,7 +156,10 @@ func (b *badgerBackend) nextEpoch() (uint64, error) {
 	return epoch, mapBadgerErr(b.db.Sync())
 }
 
-func (b *badgerBackend) close() error { return b.db.Close() }
+func (b *badgerBackend) close() error {
+	b.commits.stop()
+	return b.db.Close()
+}
 
 // mapBadgerErr turns Badger's closed-database error into ErrClosed.
 func mapBadgerErr(err error) error {

@@ -31,7 +31,7 @@ func BenchmarkCheckAndSet(b *testing.B) {
 					}
 					name := fmt.Sprintf("sync=%v/%s/g=%d/%s", sync, w, g, kind)
 					b.Run(name, func(sub *testing.B) {
-						t, keys := prepared(sub, b, kind, w, sync, valueSize)
+						t, keys := prepared(sub, kind, w, sync, valueSize)
 						runParallel(sub, t, keys, g, valueSize)
 					})
 				}
@@ -46,11 +46,12 @@ func BenchmarkCheckAndSet(b *testing.B) {
 // the benchmark ends.
 var current struct {
 	name string
+	dir  string
 	t    bench.Target
 	keys *bench.Keys
 }
 
-func prepared(b *testing.B, parent *testing.B, kind bench.Kind, w bench.Workload, sync bool, valueSize int) (bench.Target, *bench.Keys) {
+func prepared(b *testing.B, kind bench.Kind, w bench.Workload, sync bool, valueSize int) (bench.Target, *bench.Keys) {
 	b.Helper()
 	if current.name == b.Name() {
 		return current.t, current.keys
@@ -61,12 +62,11 @@ func prepared(b *testing.B, parent *testing.B, kind bench.Kind, w bench.Workload
 	if err != nil {
 		b.Fatal(err)
 	}
-	parent.Cleanup(func() { _ = os.RemoveAll(dir) })
 	t, keys, err := bench.Prepare(context.Background(), kind, w, dir, sync, valueSize)
 	if err != nil {
 		b.Fatal(err)
 	}
-	current.name, current.t, current.keys = b.Name(), t, keys
+	current.name, current.dir, current.t, current.keys = b.Name(), dir, t, keys
 	b.StartTimer()
 	return t, keys
 }
@@ -74,8 +74,9 @@ func prepared(b *testing.B, parent *testing.B, kind bench.Kind, w bench.Workload
 func closeCurrent() {
 	if current.t != nil {
 		_ = current.t.Close()
+		_ = os.RemoveAll(current.dir)
 	}
-	current.name, current.t, current.keys = "", nil, nil
+	current.name, current.dir, current.t, current.keys = "", "", nil, nil
 }
 
 // runParallel splits b.N claims over g goroutines and reports ops/s and

@@ -1,6 +1,7 @@
 package idem
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -16,8 +18,10 @@ import (
 
 // badgerBackend is the embedded default backend.
 type badgerBackend struct {
-	db      *badger.DB
-	commits *committer
+	db       *badger.DB
+	commits  *committer
+	dir      string
+	inMemory bool
 }
 
 // openBadger opens (or creates) the Badger database described by opts.
@@ -32,7 +36,7 @@ func openBadger(opts Options) (*badgerBackend, error) {
 		}
 		return nil, fmt.Errorf("idem: open %s: %w", opts.Dir, err)
 	}
-	return &badgerBackend{db: db, commits: startCommitter(db)}, nil
+	return &badgerBackend{db: db, commits: startCommitter(db), dir: opts.Dir, inMemory: opts.InMemory}, nil
 }
 
 // badgerOptions sizes Badger for a library embedded in someone else's
@@ -111,6 +115,95 @@ func (b *badgerBackend) set(key, value []byte, expiresAt uint64) error {
 
 func (b *badgerBackend) delete(key []byte) error {
 	return mapBadgerErr(b.commits.write(change{key: key, delete: true}))
+}
+
+func (b *badgerBackend) deleteAll(keys [][]byte) error {
+	changes := make([]change, len(keys))
+	for i, k := range keys {
+		changes[i] = change{key: k, delete: true}
+	}
+	return mapBadgerErr(b.commits.write(changes...))
+}
+
+func (b *badgerBackend) sweep(start []byte, limit int, fn func(key, value []byte, hidden bool) error) ([]byte, error) {
+	var next []byte
+	err := b.db.View(func(txn *badger.Txn) error {
+		// AllVersions shows the versions the engine hides, so that records
+		// it has expired can be deleted: without a deletion, a key range
+		// that sees no new writes is never compacted and its space never
+		// comes back.
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{recordPrefix}, AllVersions: true})
+		defer it.Close()
+		var last []byte
+		n := 0
+		for it.Seek(start); it.Valid(); it.Next() {
+			item := it.Item()
+			if bytes.Equal(item.Key(), last) {
+				continue // an older version
+			}
+			if n == limit {
+				next = item.KeyCopy(nil)
+				return nil
+			}
+			last = item.KeyCopy(last[:0])
+			n++
+			if !item.IsDeletedOrExpired() {
+				if err := item.Value(func(v []byte) error { return fn(item.Key(), v, false) }); err != nil {
+					return err
+				}
+				continue
+			}
+			if item.ExpiresAt() != 0 && item.ExpiresAt() <= uint64(time.Now().Unix()) {
+				if err := fn(item.Key(), nil, true); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return next, mapBadgerErr(err)
+}
+
+// reclaim compacts the tree into its last level, where Badger drops
+// deleted and expired versions, then rewrites value-log files until none
+// is worth it.
+func (b *badgerBackend) reclaim(ctx context.Context) (int, error) {
+	if b.inMemory {
+		return 0, nil
+	}
+	if err := b.db.Flatten(1); err != nil {
+		return 0, mapBadgerErr(err)
+	}
+	rewrites := 0
+	for ctx.Err() == nil {
+		err := b.db.RunValueLogGC(0.5)
+		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
+			break
+		}
+		if err != nil {
+			return rewrites, mapBadgerErr(err)
+		}
+		rewrites++
+	}
+	return rewrites, ctx.Err()
+}
+
+// diskSize sums the sizes of the store's files. Value-log files are sparse
+// and preallocated, so their allocated blocks are counted, not their length.
+func (b *badgerBackend) diskSize() int64 {
+	if b.inMemory {
+		return 0
+	}
+	var total int64
+	entries, _ := os.ReadDir(b.dir)
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() {
+			continue
+		}
+		total += allocated(info)
+	}
+	return total
 }
 
 func (b *badgerBackend) scan(prefix []byte, fn func(key, value []byte) error) error {

@@ -20,7 +20,7 @@ type Claim struct {
 	call        *call
 	fingerprint []byte
 	owned       bool
-	onDisk      bool // a record of this claim (or the orphan it replaced) is stored
+	size        int64 // bytes stored under key now: this claim's record, or the one it replaces
 
 	mu       sync.Mutex // guards finished
 	finished bool
@@ -98,7 +98,7 @@ func (cl *Claim) finish(rec *record, ttl time.Duration) (*record, error) {
 	rec.created = now.UnixNano()
 	rec.expires = rec.created + ttl.Nanoseconds()
 	rec.fingerprint = cl.fingerprint
-	buf, err := sc.save(cl.key, rec, now)
+	buf, err := cl.save(rec, now)
 	if err != nil {
 		return nil, err
 	}
@@ -124,12 +124,34 @@ func (cl *Claim) Release(_ context.Context) error {
 		return nil
 	}
 	var err error
-	if cl.onDisk {
+	if cl.size > 0 {
 		err = cl.scope.store.io(func(be backend) error { return be.delete(cl.key) })
+	}
+	if err == nil {
+		cl.scope.usage.bytes.Add(-cl.size)
+		cl.scope.usage.keys.Add(-1)
 	}
 	cl.scope.store.stats.released.Add(1)
 	cl.end(nil)
 	return err
+}
+
+// save durably writes rec as the key's record and accounts for it in the
+// scope's usage; now is the time rec was made at. It returns the encoding
+// written.
+func (cl *Claim) save(rec *record, now time.Time) ([]byte, error) {
+	sc := cl.scope
+	buf := encode(rec)
+	err := sc.store.io(func(be backend) error {
+		return be.set(cl.key, buf, engineExpiry(now, rec.expires))
+	})
+	if err != nil {
+		return nil, err
+	}
+	size := recordSize(cl.key, len(buf))
+	sc.usage.bytes.Add(size - cl.size)
+	cl.size = size
+	return buf, nil
 }
 
 // abandon ends the claim in this process without touching what is stored,
@@ -139,6 +161,9 @@ func (cl *Claim) abandon() {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	if !cl.finished {
+		if cl.size == 0 {
+			cl.scope.usage.keys.Add(-1) // nothing stored: give the reservation back
+		}
 		cl.scope.store.stats.released.Add(1)
 		cl.end(nil)
 	}

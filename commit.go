@@ -56,9 +56,9 @@ func startCommitter(db *badger.DB) *committer {
 	return c
 }
 
-// write commits ch together with whatever else is waiting, and returns
-// when it is durable (as durable as the store's SyncWrites makes it).
-func (c *committer) write(ch change) error {
+// write commits changes together with whatever else is waiting, and
+// returns when they are durable (as durable as SyncWrites makes them).
+func (c *committer) write(changes ...change) error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -68,7 +68,7 @@ func (c *committer) write(ch change) error {
 		c.next = &batch{done: make(chan struct{})}
 	}
 	b := c.next
-	b.changes = append(b.changes, ch)
+	b.changes = append(b.changes, changes...)
 	c.mu.Unlock()
 	select {
 	case c.kick <- struct{}{}:

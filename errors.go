@@ -49,6 +49,13 @@ var (
 	// so retries get this error instead of running again.
 	ErrValueTooLarge = errors.New("idem: stored result too large")
 
+	// ErrScopeFull is returned by [Scope.Do] and [Scope.Claim] for a new key
+	// in a scope that holds its [ScopeOptions.MaxKeys] keys or
+	// [ScopeOptions.MaxBytes] bytes. Nothing is evicted to make room;
+	// replays of stored keys keep working, and room comes back as records
+	// expire and are collected ([Store.GC]).
+	ErrScopeFull = errors.New("idem: scope full")
+
 	// ErrPermanent matches, with errors.Is, an error marked with [Permanent]
 	// and the [*FailureError] that replays of such a stored failure return.
 	ErrPermanent = errors.New("idem: permanent failure")

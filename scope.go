@@ -53,6 +53,14 @@ type ScopeOptions struct {
 	// returned to its caller but stored as its size only, so retries get
 	// ErrValueTooLarge. Zero means 1 MiB; at most 32 MiB.
 	MaxValueSize int
+	// MaxKeys caps the keys the scope holds, all tenants together,
+	// counting claims in progress. A new key beyond it gets ErrScopeFull.
+	// Zero means no cap.
+	MaxKeys int64
+	// MaxBytes caps the bytes the scope's records take (keys and encoded
+	// records): once it holds that many, a new key gets ErrScopeFull. Zero
+	// means no cap.
+	MaxBytes int64
 }
 
 func (o ScopeOptions) withDefaults() (ScopeOptions, error) {
@@ -61,6 +69,8 @@ func (o ScopeOptions) withDefaults() (ScopeOptions, error) {
 		return o, invalid(ErrInvalidScope, "negative retention")
 	case o.Orphans > OrphanReport:
 		return o, invalid(ErrInvalidScope, "unknown orphan policy %d", o.Orphans)
+	case o.MaxKeys < 0 || o.MaxBytes < 0:
+		return o, invalid(ErrInvalidScope, "negative cap")
 	case o.MaxValueSize < 0 || o.MaxValueSize > maxValueSizeLimit:
 		return o, invalid(ErrInvalidScope, "MaxValueSize %d out of range 0 to %d", o.MaxValueSize, maxValueSizeLimit)
 	}
@@ -84,6 +94,7 @@ func (o ScopeOptions) withDefaults() (ScopeOptions, error) {
 // concurrent use.
 type Scope struct {
 	store  *Store
+	usage  *usage // shared by the scope's tenant views
 	name   string
 	tenant string
 	opts   ScopeOptions
@@ -238,10 +249,10 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 			return nil, c.rec, nil
 		}
 
-		rec, err := sc.load(k)
+		rec, size, err := st.load(k)
 		if err != nil {
 			sh.finish(k, c, nil)
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("scope %q: %w", sc.name, err)
 		}
 		if rec != nil && rec.state == StateInProgress {
 			// This caller owns the key in this process, so whoever wrote
@@ -250,7 +261,7 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 			// outcome.
 			st.stats.orphans.Add(1)
 			if sc.opts.Orphans == OrphanRerun {
-				return sc.claim(k, sh, c, fingerprint, true)
+				return sc.claim(k, sh, c, fingerprint, size)
 			}
 		}
 		if rec != nil {
@@ -260,20 +271,26 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 			}
 			return nil, rec, nil
 		}
-		return sc.claim(k, sh, c, fingerprint, false)
+		return sc.claim(k, sh, c, fingerprint, size)
 	}
 }
 
 // claim makes the caller, who owns call c on key k, the holder of the key.
 // Under OrphanReport the in-progress record is persisted first, so that a
 // crash while the work runs leaves a trace; under OrphanRerun it lives in
-// memory only, since a crash then simply makes the key new again.
-// onDisk says an orphaned record is stored under k.
-func (sc *Scope) claim(k []byte, sh *shard, c *call, fingerprint []byte, onDisk bool) (*Claim, *record, error) {
+// memory only, since a crash then simply makes the key new again. size is
+// the bytes of the (orphaned or expired) record stored under k, if any.
+func (sc *Scope) claim(k []byte, sh *shard, c *call, fingerprint []byte, size int64) (*Claim, *record, error) {
 	st := sc.store
+	if size == 0 && !sc.reserve() {
+		sh.finish(k, c, nil)
+		return nil, nil, fmt.Errorf("%w: scope %q holds %d keys and %d bytes (caps %d and %d)",
+			ErrScopeFull, sc.name, sc.usage.keys.Load(), sc.usage.bytes.Load(), sc.opts.MaxKeys, sc.opts.MaxBytes)
+	}
 	fingerprint = bytes.Clone(fingerprint)
 	sh.claim(c, fingerprint)
-	cl := &Claim{scope: sc, key: k, shard: sh, call: c, fingerprint: fingerprint, owned: true, onDisk: onDisk}
+	cl := &Claim{scope: sc, key: k, shard: sh, call: c, fingerprint: fingerprint, owned: true, size: size}
+	st.stats.inFlight.Add(1)
 	if sc.opts.Orphans == OrphanReport {
 		now := st.now()
 		rec := &record{
@@ -283,15 +300,27 @@ func (sc *Scope) claim(k []byte, sh *shard, c *call, fingerprint []byte, onDisk 
 			expires:     deadline(now, sc.opts.OrphanTTL),
 			fingerprint: fingerprint,
 		}
-		if _, err := sc.save(k, rec, now); err != nil {
-			sh.finish(k, c, nil)
+		if _, err := cl.save(rec, now); err != nil {
+			cl.abandon()
 			return nil, nil, err
 		}
-		cl.onDisk = true
 	}
 	st.stats.claims.Add(1)
-	st.stats.inFlight.Add(1)
 	return cl, nil, nil
+}
+
+// reserve counts one more key in the scope, unless that would pass its
+// caps.
+func (sc *Scope) reserve() bool {
+	u, o := sc.usage, sc.opts
+	if o.MaxBytes > 0 && u.bytes.Load() >= o.MaxBytes {
+		return false
+	}
+	if n := u.keys.Add(1); o.MaxKeys > 0 && n > o.MaxKeys {
+		u.keys.Add(-1)
+		return false
+	}
+	return true
 }
 
 // check applies the fingerprint and orphan rules to a stored record.
@@ -325,35 +354,5 @@ func (sc *Scope) outcome(rec *record) (Result, error) {
 	}
 }
 
-// load reads the live record stored under k, or nil.
-func (sc *Scope) load(k []byte) (*record, error) {
-	var (
-		buf   []byte
-		found bool
-	)
-	err := sc.store.io(func(be backend) (err error) {
-		buf, found, err = be.get(nil, k)
-		return err
-	})
-	if err != nil || !found {
-		return nil, err
-	}
-	rec := new(record)
-	if err := decodeRecord(buf, rec); err != nil {
-		return nil, fmt.Errorf("scope %q: %w", sc.name, err)
-	}
-	if rec.expired(sc.store.now()) {
-		return nil, nil
-	}
-	return rec, nil
-}
-
-// save durably writes rec under k; now is the time rec was made at. It
-// returns the encoding written.
-func (sc *Scope) save(k []byte, rec *record, now time.Time) ([]byte, error) {
-	buf := appendRecord(make([]byte, 0, rec.encodedLen()), rec)
-	err := sc.store.io(func(be backend) error {
-		return be.set(k, buf, engineExpiry(now, rec.expires))
-	})
-	return buf, err
-}
+// encode returns the encoding of rec.
+func encode(rec *record) []byte { return appendRecord(make([]byte, 0, rec.encodedLen()), rec) }

@@ -115,6 +115,20 @@ func (sh *shard) finish(key []byte, c *call, rec *record) {
 	close(c.done)
 }
 
+// own makes the caller the owner of key, unless a caller owns it already
+// (nil). It drops the key's cached record, for a caller about to delete it.
+func (sh *shard) own(key []byte) *call {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.calls[string(key)] != nil {
+		return nil
+	}
+	sh.cache.remove(string(key))
+	c := &call{done: make(chan struct{})}
+	sh.calls[string(key)] = c
+	return c
+}
+
 // forget drops key from the cache, after its record was deleted.
 func (sh *shard) forget(key []byte) {
 	sh.mu.Lock()

@@ -1,6 +1,7 @@
 package idem
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,6 +41,11 @@ type Options struct {
 	// CacheBytes bounds the cache of finished records that serves replays
 	// without reading the disk. Zero means 32 MiB; negative turns it off.
 	CacheBytes int
+
+	// GCInterval is how often the background collector deletes expired
+	// records and reclaims their disk space (see Store.GC). Zero means 5
+	// minutes; negative turns the collector off.
+	GCInterval time.Duration
 }
 
 // defaultCacheBytes is the record cache size when Options.CacheBytes is 0.
@@ -63,6 +69,11 @@ type Store struct {
 
 	mu     sync.Mutex        // guards scopes
 	scopes map[string]*Scope // by name
+	usage  usages
+
+	gcTurn        chan struct{}      // held by the running collection; capacity 1
+	stopCollector context.CancelFunc // ends the background collector
+	collectorDone chan struct{}      // closed when it has ended
 }
 
 // Open opens the store in opts.Dir, creating it if needed, and starts a new
@@ -99,15 +110,31 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("idem: start epoch: %w", err), be.close())
 	}
+	s := &Store{
+		be:            be,
+		log:           opts.Logger,
+		now:           opts.Now,
+		epoch:         epoch,
+		shards:        newShards(opts.Shards, rand.Uint64(), opts.CacheBytes),
+		scopes:        make(map[string]*Scope),
+		gcTurn:        make(chan struct{}, 1),
+		collectorDone: make(chan struct{}),
+	}
+	if err := s.census(); err != nil {
+		return nil, errors.Join(fmt.Errorf("idem: count records: %w", err), be.close())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopCollector = cancel
+	switch {
+	case opts.GCInterval == 0:
+		go s.collect(ctx, DefaultGCInterval)
+	case opts.GCInterval > 0:
+		go s.collect(ctx, opts.GCInterval)
+	default:
+		close(s.collectorDone)
+	}
 	opts.Logger.Debug("idem: store opened", "dir", opts.Dir, "epoch", epoch)
-	return &Store{
-		be:     be,
-		log:    opts.Logger,
-		now:    opts.Now,
-		epoch:  epoch,
-		shards: newShards(opts.Shards, rand.Uint64(), opts.CacheBytes),
-		scopes: make(map[string]*Scope),
-	}, nil
+	return s, nil
 }
 
 // Close waits for running storage operations and closes the store. Calls
@@ -115,6 +142,8 @@ func Open(opts Options) (*Store, error) {
 // their outcome: they return [ErrClosed]. Close is safe to call more than
 // once and concurrently; later calls return ErrClosed.
 func (s *Store) Close() error {
+	s.stopCollector() // before taking the lock: a collection in progress needs it
+	<-s.collectorDone
 	s.closing.Lock()
 	defer s.closing.Unlock()
 	if s.closed {
@@ -167,9 +196,19 @@ func (s *Store) Scope(name string, o ScopeOptions) (*Scope, error) {
 		}
 		return sc, nil
 	}
-	sc := &Scope{store: s, name: name, opts: o, prefix: keyPrefix(name, "")}
+	sc := &Scope{store: s, usage: s.usage.of(name), name: name, opts: o, prefix: keyPrefix(name, "")}
 	s.scopes[name] = sc
 	return sc, nil
+}
+
+// ScopeStats is the usage of one scope: its stored records (keys) and the
+// bytes they take, counting claims in progress as keys. The counts follow
+// every change this process makes and are recounted by every collection;
+// in between they also include records that expired but were not yet
+// collected.
+type ScopeStats struct {
+	Keys  int64
+	Bytes int64
 }
 
 // Stats is a snapshot of a store's counters since Open.
@@ -183,11 +222,19 @@ type Stats struct {
 	Mismatches uint64 // calls refused with ErrFingerprintMismatch
 	Orphans    uint64 // lookups that found an orphaned in-progress record
 	InFlight   int64  // claims held right now
+
+	Collections    uint64 // collections run (Store.GC and the background collector)
+	Reclaimed      uint64 // expired records they deleted
+	ReclaimedBytes uint64 // and the bytes of those records
+
+	Scopes    map[string]ScopeStats // usage by scope name, for every scope stored
+	DiskBytes int64                 // bytes the store takes on disk
 }
 
 // counters are the atomic cells behind Stats.
 type counters struct {
 	claims, completed, failed, released, replays, coalesced, mismatches, orphans atomic.Uint64
+	collections, reclaimed, reclaimedBytes                                       atomic.Uint64
 	inFlight                                                                     atomic.Int64
 }
 
@@ -204,5 +251,38 @@ func (s *Store) Stats() Stats {
 		Mismatches: c.mismatches.Load(),
 		Orphans:    c.orphans.Load(),
 		InFlight:   c.inFlight.Load(),
+
+		Collections:    c.collections.Load(),
+		Reclaimed:      c.reclaimed.Load(),
+		ReclaimedBytes: c.reclaimedBytes.Load(),
+
+		Scopes:    s.usage.snapshot(),
+		DiskBytes: s.diskSize(),
 	}
+}
+
+// load reads the record stored under the persisted key k. rec is nil when
+// there is none or it has expired; size is the bytes stored under k all
+// the same (0 if nothing is).
+func (s *Store) load(k []byte) (rec *record, size int64, err error) {
+	var (
+		buf   []byte
+		found bool
+	)
+	err = s.io(func(be backend) (err error) {
+		buf, found, err = be.get(nil, k)
+		return err
+	})
+	if err != nil || !found {
+		return nil, 0, err
+	}
+	rec = new(record)
+	if err := decodeRecord(buf, rec); err != nil {
+		return nil, 0, err
+	}
+	size = recordSize(k, len(buf))
+	if rec.expired(s.now()) {
+		return nil, size, nil
+	}
+	return rec, size, nil
 }

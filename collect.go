@@ -1,0 +1,237 @@
+package idem
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// DefaultGCInterval is how often the collector runs when
+// Options.GCInterval is zero.
+const DefaultGCInterval = 5 * time.Minute
+
+// sweepBatch is how many keys a collection looks at per storage
+// transaction, and deletes at most per commit.
+const sweepBatch = 1024
+
+// GCStats reports what one collection did.
+type GCStats struct {
+	Scanned          int64         // records looked at
+	Deleted          int64         // expired records deleted
+	DeletedBytes     int64         // their keys and records, in bytes
+	Live             int64         // records left
+	ValueLogRewrites int           // value-log files the engine rewrote
+	DiskBefore       int64         // bytes on disk when it started
+	DiskAfter        int64         // and when it ended
+	Duration         time.Duration // how long it took
+}
+
+// GC runs one full collection now: it deletes every expired record (each
+// under the same per-key ownership as a claim, so a key claimed again
+// meanwhile is never deleted), recounts the scopes' usage, and has the
+// engine give the space back. It paces itself, pausing as long as it
+// works, so it takes at most about half of one core from the application.
+// It stops early, with ctx's error, when ctx ends; what it deleted stays
+// deleted. One collection runs at a time; a second caller waits its turn.
+func (s *Store) GC(ctx context.Context) (GCStats, error) {
+	if s.shut.Load() {
+		return GCStats{}, ErrClosed
+	}
+	select {
+	case s.gcTurn <- struct{}{}:
+		defer func() { <-s.gcTurn }()
+	case <-ctx.Done():
+		return GCStats{}, ctx.Err()
+	}
+	start := time.Now()
+	stats := GCStats{DiskBefore: s.diskSize()}
+	err := s.sweep(ctx, &stats)
+	if err == nil {
+		err = s.io(func(be backend) (err error) {
+			stats.ValueLogRewrites, err = be.reclaim(ctx)
+			return err
+		})
+	}
+	stats.DiskAfter = s.diskSize()
+	stats.Duration = time.Since(start)
+	s.stats.collections.Add(1)
+	s.stats.reclaimed.Add(uint64(stats.Deleted))
+	s.stats.reclaimedBytes.Add(uint64(stats.DeletedBytes))
+	if err != nil {
+		return stats, fmt.Errorf("idem: gc: %w", err)
+	}
+	s.log.Debug("idem: gc", "scanned", stats.Scanned, "deleted", stats.Deleted,
+		"disk_before", stats.DiskBefore, "disk_after", stats.DiskAfter, "duration", stats.Duration)
+	return stats, nil
+}
+
+// expiredKey is a record a sweep found expired, to delete.
+type expiredKey struct {
+	key  []byte
+	size int64
+}
+
+// sweep walks every record, deletes the expired ones and recounts usage.
+func (s *Store) sweep(ctx context.Context, stats *GCStats) error {
+	before := s.usage.snapshot()
+	counted := make(map[string]ScopeStats)
+	next := []byte{recordPrefix}
+	for next != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		began := time.Now()
+		now := s.now()
+		var expired []expiredKey
+		err := s.io(func(be backend) (err error) {
+			next, err = be.sweep(next, sweepBatch, func(key, value []byte, hidden bool) error {
+				stats.Scanned++
+				size := recordSize(key, len(value))
+				var rec record
+				if !hidden && (decodeRecord(value, &rec) != nil || !rec.expired(now)) {
+					scope, _, _, _ := splitKey(key)
+					c := counted[scope]
+					c.Keys++
+					c.Bytes += size
+					counted[scope] = c
+					return nil // live, or damaged: left for its owner to see
+				}
+				expired = append(expired, expiredKey{key: append([]byte(nil), key...), size: size})
+				return nil
+			})
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if err := s.deleteExpired(expired, stats); err != nil {
+			return err
+		}
+		pause := time.NewTimer(time.Since(began))
+		select {
+		case <-pause.C:
+		case <-ctx.Done():
+			pause.Stop()
+		}
+	}
+	s.recount(before, counted)
+	stats.Live = 0
+	for _, c := range counted {
+		stats.Live += c.Keys
+	}
+	return nil
+}
+
+// deleteExpired deletes, in one commit, those of the keys that are still
+// expired once the caller owns them, as a claim would.
+func (s *Store) deleteExpired(keys []expiredKey, stats *GCStats) error {
+	type held struct {
+		expiredKey
+		sh   *shard
+		c    *call
+		dead bool
+	}
+	var (
+		owned []held
+		dead  [][]byte
+		err   error
+	)
+	for _, k := range keys {
+		sh := s.shards.of(k.key)
+		c := sh.own(k.key)
+		if c == nil {
+			continue // a caller is on it right now
+		}
+		h := held{expiredKey: k, sh: sh, c: c}
+		rec, size, lerr := s.load(k.key)
+		switch {
+		case lerr != nil && !errors.Is(lerr, ErrCorrupt):
+			err = lerr
+		case lerr == nil && rec == nil: // still absent or expired
+			h.dead, h.size = true, max(k.size, size)
+			dead = append(dead, k.key)
+		}
+		owned = append(owned, h)
+		if err != nil {
+			break
+		}
+	}
+	if err == nil && len(dead) > 0 {
+		err = s.io(func(be backend) error { return be.deleteAll(dead) })
+	}
+	for _, h := range owned {
+		if err == nil && h.dead {
+			stats.Deleted++
+			stats.DeletedBytes += h.size
+		}
+		h.sh.finish(h.key, h.c, nil)
+	}
+	return err
+}
+
+// recount replaces each scope's usage with what a sweep counted, keeping
+// the changes made while it ran (before is the usage when it started).
+func (s *Store) recount(before, counted map[string]ScopeStats) {
+	s.usage.mu.Lock()
+	names := make([]string, 0, len(s.usage.m)+len(counted))
+	for name := range s.usage.m {
+		names = append(names, name)
+	}
+	s.usage.mu.Unlock()
+	for name := range counted {
+		names = append(names, name)
+	}
+	for _, name := range names {
+		u := s.usage.of(name)
+		b, c := before[name], counted[name]
+		// Swap the count the sweep started from for the one it made; what
+		// changed meanwhile stays in the counters.
+		u.keys.Add(c.Keys - b.Keys)
+		u.bytes.Add(c.Bytes - b.Bytes)
+		before[name] = c // a name listed twice is adjusted once
+	}
+}
+
+// census counts the stored records of every scope, once, at Open.
+func (s *Store) census() error {
+	counted := make(map[string]ScopeStats)
+	err := s.io(func(be backend) error {
+		return be.scan([]byte{recordPrefix}, func(key, value []byte) error {
+			scope, _, _, _ := splitKey(key)
+			c := counted[scope]
+			c.Keys++
+			c.Bytes += recordSize(key, len(value))
+			counted[scope] = c
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	s.recount(map[string]ScopeStats{}, counted)
+	return nil
+}
+
+// collect runs GC every interval until ctx ends.
+func (s *Store) collect(ctx context.Context, interval time.Duration) {
+	defer close(s.collectorDone)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := s.GC(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("idem: background gc failed", "err", err)
+			}
+		}
+	}
+}
+
+func (s *Store) diskSize() int64 {
+	var n int64
+	_ = s.io(func(be backend) error { n = be.diskSize(); return nil })
+	return n
+}

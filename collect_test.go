@@ -1,0 +1,249 @@
+package idem
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestGCDeletesExpiredAndKeepsLive(t *testing.T) {
+	ctx := testCtx(t)
+	clock := newFakeClock()
+	st := openTest(t, Options{Now: clock.Now, GCInterval: -1})
+	short := scopeTest(t, st, "short", ScopeOptions{TTL: time.Minute})
+	long := scopeTest(t, st, "long", ScopeOptions{TTL: time.Hour})
+	for i := range 300 {
+		_, err := short.Tenant("t").Do(ctx, fmt.Sprint("k", i), nil, value(new(int), "v"))
+		require.NoError(t, err)
+	}
+	for i := range 200 {
+		_, err := long.Do(ctx, fmt.Sprint("k", i), nil, value(new(int), "v"))
+		require.NoError(t, err)
+	}
+	assert.Equal(t, int64(300), st.Stats().Scopes["short"].Keys)
+
+	clock.Advance(time.Minute)
+	gc, err := st.GC(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(500), gc.Scanned)
+	assert.Equal(t, int64(300), gc.Deleted)
+	assert.Equal(t, int64(200), gc.Live)
+	assert.Positive(t, gc.DeletedBytes)
+
+	s := st.Stats()
+	assert.Equal(t, int64(0), s.Scopes["short"].Keys)
+	assert.Equal(t, int64(0), s.Scopes["short"].Bytes)
+	assert.Equal(t, int64(200), s.Scopes["long"].Keys)
+	assert.Equal(t, uint64(300), s.Reclaimed)
+	assert.Equal(t, uint64(1), s.Collections)
+
+	again, err := st.GC(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(200), again.Scanned, "deleted records are gone")
+	assert.Zero(t, again.Deleted)
+
+	runs := 0
+	res, err := long.Do(ctx, "k1", nil, value(&runs, "x"))
+	require.NoError(t, err)
+	assert.True(t, res.Replayed, "live records survive collection")
+}
+
+func TestGCDeletesRecordsTheEngineHides(t *testing.T) {
+	ctx := testCtx(t)
+	st := openTest(t, Options{GCInterval: -1})
+	sc := scopeTest(t, st, "s", ScopeOptions{})
+	// A record whose engine expiry has passed: Badger hides it at once but
+	// keeps its bytes until a deletion lets compaction drop them.
+	k := appendKey(nil, sc.prefix, "hidden")
+	buf := encode(&record{state: StateCompleted, expires: time.Now().Add(time.Hour).UnixNano()})
+	require.NoError(t, st.be.set(k, buf, uint64(time.Now().Unix()-1)))
+
+	gc, err := st.GC(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), gc.Deleted)
+}
+
+func TestGCNeverDeletesAKeyClaimedAgain(t *testing.T) {
+	ctx := testCtx(t)
+	clock := newFakeClock()
+	st := openTest(t, Options{Now: clock.Now, GCInterval: -1})
+	sc := scopeTest(t, st, "s", ScopeOptions{TTL: time.Minute})
+	for _, k := range []string{"held", "redone"} {
+		_, err := sc.Do(ctx, k, nil, value(new(int), "old"))
+		require.NoError(t, err)
+	}
+	clock.Advance(time.Minute)
+
+	// "held" is claimed again while the collector runs: it is skipped.
+	cl, err := sc.Claim(ctx, "held", nil)
+	require.NoError(t, err)
+	require.True(t, cl.Owned())
+	// "redone" was seen expired by the scan, then completed anew before the
+	// deletion: the re-check under ownership keeps it.
+	_, err = sc.Do(ctx, "redone", nil, value(new(int), "new"))
+	require.NoError(t, err)
+	var stats GCStats
+	require.NoError(t, st.deleteExpired([]expiredKey{{key: appendKey(nil, sc.prefix, "redone")}}, &stats))
+	assert.Zero(t, stats.Deleted)
+
+	gc, err := st.GC(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, gc.Deleted)
+	require.NoError(t, cl.Complete(ctx, []byte("new")))
+	for _, k := range []string{"held", "redone"} {
+		res, err := sc.Do(ctx, k, nil, value(new(int), "x"))
+		require.NoError(t, err)
+		assert.Equal(t, "new", string(res.Value), k)
+	}
+}
+
+func TestCapsRejectAndRecoverAfterExpiry(t *testing.T) {
+	ctx := testCtx(t)
+	clock := newFakeClock()
+	st := openTest(t, Options{Now: clock.Now, GCInterval: -1})
+	keys := scopeTest(t, st, "keys", ScopeOptions{TTL: time.Minute, MaxKeys: 3})
+	for i := range 3 {
+		_, err := keys.Tenant(fmt.Sprint("t", i)).Do(ctx, "k", nil, value(new(int), "v"))
+		require.NoError(t, err)
+	}
+	_, err := keys.Do(ctx, "one-more", nil, value(new(int), "v"))
+	assert.ErrorIs(t, err, ErrScopeFull, "tenants share the scope's cap")
+	_, err = keys.Claim(ctx, "one-more", nil)
+	assert.ErrorIs(t, err, ErrScopeFull)
+	res, err := keys.Tenant("t0").Do(ctx, "k", nil, value(new(int), "x"))
+	require.NoError(t, err, "replays keep working at the cap")
+	assert.True(t, res.Replayed)
+
+	// A released claim gives its place back.
+	small := scopeTest(t, st, "claims", ScopeOptions{MaxKeys: 1})
+	cl, err := small.Claim(ctx, "a", nil)
+	require.NoError(t, err)
+	_, err = small.Claim(ctx, "b", nil)
+	assert.ErrorIs(t, err, ErrScopeFull, "claims in progress count")
+	require.NoError(t, cl.Release(ctx))
+	cl, err = small.Claim(ctx, "b", nil)
+	require.NoError(t, err)
+	require.NoError(t, cl.Release(ctx))
+
+	clock.Advance(time.Minute)
+	_, err = st.GC(ctx)
+	require.NoError(t, err)
+	_, err = keys.Do(ctx, "one-more", nil, value(new(int), "v"))
+	assert.NoError(t, err, "room comes back once expired records are collected")
+
+	bytesCap := scopeTest(t, st, "bytes", ScopeOptions{MaxBytes: 1000})
+	_, err = bytesCap.Do(ctx, "big", nil, value(new(int), strings.Repeat("x", 1000)))
+	require.NoError(t, err, "the first record may pass the cap")
+	_, err = bytesCap.Do(ctx, "next", nil, value(new(int), "v"))
+	assert.ErrorIs(t, err, ErrScopeFull)
+}
+
+func TestUsageIsCountedAtOpen(t *testing.T) {
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	st, err := Open(Options{Dir: dir, GCInterval: -1})
+	require.NoError(t, err)
+	sc := scopeTest(t, st, "s", ScopeOptions{MaxKeys: 2})
+	for i := range 2 {
+		_, err := sc.Do(ctx, fmt.Sprint("k", i), nil, value(new(int), "v"))
+		require.NoError(t, err)
+	}
+	want := st.Stats().Scopes["s"]
+	require.NoError(t, st.Close())
+
+	st = openTest(t, Options{Dir: dir, GCInterval: -1})
+	assert.Equal(t, want, st.Stats().Scopes["s"])
+	_, err = scopeTest(t, st, "s", ScopeOptions{MaxKeys: 2}).Do(ctx, "k3", nil, value(new(int), "v"))
+	assert.ErrorIs(t, err, ErrScopeFull, "caps hold across restarts")
+}
+
+func TestGCCancels(t *testing.T) {
+	clock := newFakeClock()
+	st := openTest(t, Options{Now: clock.Now, GCInterval: -1})
+	sc := scopeTest(t, st, "s", ScopeOptions{TTL: time.Minute})
+	ctx := testCtx(t)
+	for i := range 3 * sweepBatch {
+		_, err := sc.Do(ctx, fmt.Sprint("k", i), nil, value(new(int), "v"))
+		require.NoError(t, err)
+	}
+	clock.Advance(time.Minute)
+
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err := st.GC(ended)
+	assert.ErrorIs(t, err, context.Canceled)
+
+	short, cancel := context.WithTimeout(ctx, time.Millisecond)
+	defer cancel()
+	gc, err := st.GC(short)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Less(t, gc.Deleted, int64(3*sweepBatch), "stopped part way")
+
+	gc, err = st.GC(ctx)
+	require.NoError(t, err, "and a later collection finishes the job")
+	assert.Zero(t, gc.Live)
+}
+
+func TestBackgroundCollectorRunsAndStopsWithClose(t *testing.T) {
+	ctx := testCtx(t)
+	clock := newFakeClock()
+	st, err := Open(Options{Dir: t.TempDir(), Now: clock.Now, GCInterval: 10 * time.Millisecond})
+	require.NoError(t, err)
+	sc := scopeTest(t, st, "s", ScopeOptions{TTL: time.Minute})
+	_, err = sc.Do(ctx, "k", nil, value(new(int), "v"))
+	require.NoError(t, err)
+	clock.Advance(time.Minute)
+	require.Eventually(t, func() bool { return st.Stats().Reclaimed == 1 }, 10*time.Second, 5*time.Millisecond)
+
+	require.NoError(t, st.Close())
+	_, err = st.GC(ctx)
+	assert.ErrorIs(t, err, ErrClosed)
+	assert.Eventually(t, func() bool { return !strings.Contains(goroutines(), "idemkit/idem.(*") }, 10*time.Second, 10*time.Millisecond,
+		"Close leaves none of the store's goroutines behind:\n%s", goroutines())
+}
+
+// goroutines returns the stacks of every goroutine but the caller's.
+func goroutines() string {
+	buf := make([]byte, 1<<20)
+	all := string(buf[:runtime.Stack(buf, true)])
+	_, others, _ := strings.Cut(all, "\n\n")
+	return others
+}
+
+func TestGCReclaimsDisk(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 48 MiB")
+	}
+	ctx := testCtx(t)
+	clock := newFakeClock()
+	st := openTest(t, Options{Now: clock.Now, GCInterval: -1, CacheBytes: -1})
+	sc := scopeTest(t, st, "s", ScopeOptions{TTL: time.Minute})
+	big := strings.Repeat("x", 4096)
+	for i := range 12_000 {
+		_, err := sc.Do(ctx, fmt.Sprint("k", i), nil, value(new(int), big))
+		require.NoError(t, err)
+	}
+	clock.Advance(time.Minute)
+	first, err := st.GC(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(12_000), first.Deleted)
+	// The deletions sit in the memtable until it fills and is flushed;
+	// later writes do that, and the next collection gets the space back.
+	for i := range 3000 {
+		_, err := sc.Do(ctx, fmt.Sprint("later", i), nil, value(new(int), big))
+		require.NoError(t, err)
+	}
+	clock.Advance(time.Minute)
+	second, err := st.GC(ctx)
+	require.NoError(t, err)
+	t.Logf("disk: %d MiB before the first collection, %d after it, %d after the second",
+		first.DiskBefore>>20, first.DiskAfter>>20, second.DiskAfter>>20)
+	assert.Greater(t, first.DiskBefore, int64(40<<20))
+	assert.Less(t, second.DiskAfter, int64(24<<20), "the 60 MiB written are mostly given back")
+}

@@ -54,6 +54,9 @@ func badgerOptions(opts Options) badger.Options {
 		WithLogger(badgerLogger{opts.Logger}).
 		WithNumVersionsToKeep(1).
 		WithMemTableSize(8 << 20).
+		// Compactions hold several tables in memory while they build them:
+		// small tables keep a burst of writes from costing hundreds of MiB.
+		WithBaseTableSize(512 << 10).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(8).

@@ -20,7 +20,7 @@ type cacheEntry struct {
 
 // cacheEntryOverhead approximates the bytes an entry costs beyond its key,
 // value and fingerprint: the entry, the record and the map slot.
-const cacheEntryOverhead = 160
+const cacheEntryOverhead = 250
 
 func (c *recordCache) init(limit int) {
 	c.limit = limit

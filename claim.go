@@ -173,7 +173,7 @@ func (cl *Claim) abandon() {
 func (cl *Claim) end(rec *record) {
 	cl.finished = true
 	cl.scope.store.stats.inFlight.Add(-1)
-	cl.shard.finish(cl.key, cl.call, rec)
+	cl.shard.finish(cl.key, cl.call, rec, false)
 }
 
 // run executes fn for an owned claim and records its outcome (Do).

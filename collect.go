@@ -165,7 +165,7 @@ func (s *Store) deleteExpired(keys []expiredKey, stats *GCStats) error {
 			stats.Deleted++
 			stats.DeletedBytes += h.size
 		}
-		h.sh.finish(h.key, h.c, nil)
+		h.sh.finish(h.key, h.c, nil, false)
 	}
 	return err
 }

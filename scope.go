@@ -251,7 +251,7 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 
 		rec, size, err := st.load(k)
 		if err != nil {
-			sh.finish(k, c, nil)
+			sh.finish(k, c, nil, false)
 			return nil, nil, fmt.Errorf("scope %q: %w", sc.name, err)
 		}
 		if rec != nil && rec.state == StateInProgress {
@@ -265,7 +265,7 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 			}
 		}
 		if rec != nil {
-			sh.finish(k, c, rec)
+			sh.finish(k, c, rec, true)
 			if err := sc.check(rec, fingerprint); err != nil {
 				return nil, nil, err
 			}
@@ -283,7 +283,7 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 func (sc *Scope) claim(k []byte, sh *shard, c *call, fingerprint []byte, size int64) (*Claim, *record, error) {
 	st := sc.store
 	if size == 0 && !sc.reserve() {
-		sh.finish(k, c, nil)
+		sh.finish(k, c, nil, false)
 		return nil, nil, fmt.Errorf("%w: scope %q holds %d keys and %d bytes (caps %d and %d)",
 			ErrScopeFull, sc.name, sc.usage.keys.Load(), sc.usage.bytes.Load(), sc.opts.MaxKeys, sc.opts.MaxBytes)
 	}

@@ -102,13 +102,17 @@ func (sh *shard) state(c *call) (claimed bool, fingerprint []byte) {
 }
 
 // finish ends c's ownership of key and wakes its duplicates with rec (nil:
-// the key was released and a duplicate may claim it). A finished record is
-// cached for later replays.
-func (sh *shard) finish(key []byte, c *call, rec *record) {
+// the key was released and a duplicate may claim it). With cache, a
+// finished rec is kept for later replays.
+//
+// Records are cached when a replay reads them from disk, not when they are
+// first stored: most keys are never retried, and caching each completion
+// would fill memory with records nobody asks for again.
+func (sh *shard) finish(key []byte, c *call, rec *record, cache bool) {
 	c.rec = rec
 	sh.mu.Lock()
 	delete(sh.calls, string(key))
-	if rec != nil && rec.state != StateInProgress {
+	if cache && rec != nil && rec.state != StateInProgress {
 		sh.cache.put(string(key), rec)
 	}
 	sh.mu.Unlock()

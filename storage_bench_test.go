@@ -1,0 +1,181 @@
+package idem_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/idemkit/idem"
+)
+
+// BenchmarkChurnDisk writes keys with a 2 s TTL from 8 goroutines for 12 s
+// while the collector runs every second, then lets everything expire and
+// collects. It reports the store's peak and final disk use (the goal: flat
+// during the churn, at most 64 MiB at the end). One iteration is the whole
+// scenario:
+//
+//	go test -run '^$' -bench ChurnDisk -benchtime 1x
+func BenchmarkChurnDisk(b *testing.B) {
+	for range b.N {
+		dir := b.TempDir()
+		st, err := idem.Open(idem.Options{Dir: dir, GCInterval: time.Second})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sc, err := st.Scope("churn", idem.ScopeOptions{TTL: 2 * time.Second})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		value := make([]byte, 256)
+		var written atomic.Int64
+		var peak atomic.Int64
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					key := fmt.Sprintf("g%d-%d", g, i)
+					if _, err := sc.Do(ctx, key, nil, func(context.Context) ([]byte, error) { return value, nil }); err != nil {
+						b.Error(err)
+						return
+					}
+					written.Add(1)
+				}
+			})
+		}
+		var samples []string
+		sample := func() int64 {
+			n := st.Stats().DiskBytes
+			if n > peak.Load() {
+				peak.Store(n)
+			}
+			return n
+		}
+		for s := 1; s <= 12; s++ {
+			time.Sleep(time.Second)
+			samples = append(samples, strconv.FormatInt(sample()>>20, 10))
+		}
+		close(stop)
+		wg.Wait()
+		time.Sleep(4 * time.Second) // every record has expired, for Badger too
+		for range 2 {               // the second pass collects what the first one's deletions freed
+			if _, err := st.GC(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		final := sample()
+		b.ReportMetric(float64(written.Load())/12, "writes/s")
+		b.ReportMetric(float64(peak.Load())/(1<<20), "peak-MiB")
+		b.ReportMetric(float64(final)/(1<<20), "final-MiB")
+		b.Logf("disk MiB each second of churn: %s; peak %d MiB, final %d MiB, %d records written",
+			strings.Join(samples, " "), peak.Load()>>20, final>>20, written.Load())
+		if err := st.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkMemoryMillion runs 1,000,000 Do calls with 100-byte values from
+// 8 goroutines on a store with default options, sampling the process's
+// anonymous memory (RssAnon) every 100 ms; it reports the peak, and VmHWM
+// (which also counts Badger's memory-mapped files). Run it alone, in a
+// fresh process:
+//
+//	go test -run '^$' -bench MemoryMillion -benchtime 1x
+func BenchmarkMemoryMillion(b *testing.B) {
+	for range b.N {
+		st, err := idem.Open(idem.Options{Dir: b.TempDir()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sc, err := st.Scope("mem", idem.ScopeOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var peakAnon atomic.Int64
+		done := make(chan struct{})
+		sampled := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			t := time.NewTicker(100 * time.Millisecond)
+			defer t.Stop()
+			for {
+				if a := procStatus("RssAnon"); a > peakAnon.Load() {
+					peakAnon.Store(a)
+				}
+				select {
+				case <-done:
+					return
+				case <-t.C:
+				}
+			}
+		}()
+		ctx := context.Background()
+		var next atomic.Int64
+		start := time.Now()
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				rng := rand.New(rand.NewPCG(uint64(g), 7))
+				value := make([]byte, 100)
+				for {
+					i := next.Add(1)
+					if i > 1_000_000 {
+						return
+					}
+					for j := range value {
+						value[j] = byte(rng.Uint32())
+					}
+					key := fmt.Sprintf("tenant-%03d/%016x", i%1000, i)
+					if _, err := sc.Do(ctx, key, nil, func(context.Context) ([]byte, error) { return value, nil }); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		close(done)
+		<-sampled
+		b.ReportMetric(1e6/elapsed.Seconds(), "do/s")
+		b.ReportMetric(float64(peakAnon.Load())/(1<<20), "peak-RssAnon-MiB")
+		b.ReportMetric(float64(procStatus("VmHWM"))/(1<<20), "VmHWM-MiB")
+		if err := st.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// procStatus reads a "kB" field of /proc/self/status, in bytes (0 where
+// there is no such file).
+func procStatus(field string) int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		name, rest, ok := strings.Cut(s.Text(), ":")
+		if ok && name == field {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}

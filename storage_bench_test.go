@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/idemkit/idem"
+	"github.com/idemkit/idem/internal/bench"
 )
 
 // BenchmarkChurnDisk writes keys with a 2 s TTL from 8 goroutines for 12 s
@@ -178,4 +179,101 @@ func procStatus(field string) int64 {
 		}
 	}
 	return 0
+}
+
+// BenchmarkClaimLatencyDuringGC measures new-key Do latency from 8
+// goroutines for 2 s on a store holding 200,000 expired records, first
+// with no collection running, then while one collects them. It reports
+// both p99s.
+//
+//	go test -run '^$' -bench ClaimLatencyDuringGC -benchtime 1x
+func BenchmarkClaimLatencyDuringGC(b *testing.B) {
+	for range b.N {
+		clock := &stepClock{t: time.Now()}
+		st, err := idem.Open(idem.Options{Dir: b.TempDir(), Now: clock.Now, GCInterval: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sc, err := st.Scope("gc", idem.ScopeOptions{TTL: time.Minute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		value := make([]byte, 100)
+		fill := func(prefix string, n int) {
+			var wg sync.WaitGroup
+			for g := range 8 {
+				wg.Go(func() {
+					for i := g; i < n; i += 8 {
+						if _, err := sc.Do(ctx, fmt.Sprint(prefix, i), nil, func(context.Context) ([]byte, error) { return value, nil }); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+		}
+		fill("old-", 200_000)
+		clock.Advance(time.Minute)
+
+		measure := func(prefix string) time.Duration {
+			var hist bench.Histogram
+			var next atomic.Int64
+			deadline := time.Now().Add(2 * time.Second)
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Go(func() {
+					var local bench.Histogram
+					for time.Now().Before(deadline) {
+						key := fmt.Sprint(prefix, next.Add(1))
+						t0 := time.Now()
+						if _, err := sc.Do(ctx, key, nil, func(context.Context) ([]byte, error) { return value, nil }); err != nil {
+							b.Error(err)
+							return
+						}
+						local.Add(time.Since(t0))
+					}
+					hist.Merge(&local)
+				})
+			}
+			wg.Wait()
+			return hist.Quantile(0.99)
+		}
+		idle := measure("idle-")
+		gcDone := make(chan idem.GCStats)
+		go func() {
+			stats, err := st.GC(ctx)
+			if err != nil {
+				b.Error(err)
+			}
+			gcDone <- stats
+		}()
+		during := measure("during-")
+		stats := <-gcDone
+		b.ReportMetric(float64(idle.Microseconds()), "p99-idle-µs")
+		b.ReportMetric(float64(during.Microseconds()), "p99-gc-µs")
+		b.Logf("collection deleted %d records in %v", stats.Deleted, stats.Duration)
+		if err := st.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// stepClock is a clock that can be moved forward.
+type stepClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *stepClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *stepClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
 }

@@ -45,7 +45,7 @@ func Run(ctx context.Context, c Config) (Report, error) {
 
 	var (
 		ops, claimed atomic.Uint64
-		hist         histogram
+		hist         Histogram
 		wg           sync.WaitGroup
 		firstErr     error
 		errOnce      sync.Once
@@ -55,12 +55,12 @@ func Run(ctx context.Context, c Config) (Report, error) {
 	for g := range c.Goroutines {
 		wg.Go(func() {
 			s := keys.Stream(uint64(g) + 1)
-			var local histogram
+			var local Histogram
 			var n, won uint64
 			defer func() {
 				ops.Add(n)
 				claimed.Add(won)
-				hist.merge(&local)
+				hist.Merge(&local)
 			}()
 			for {
 				select {
@@ -71,7 +71,7 @@ func Run(ctx context.Context, c Config) (Report, error) {
 				key, value := s.Next(c.ValueSize)
 				t0 := time.Now()
 				ok, err := t.Claim(ctx, key, value)
-				local.add(time.Since(t0))
+				local.Add(time.Since(t0))
 				if err != nil {
 					errOnce.Do(func() { firstErr = err })
 					return
@@ -97,13 +97,13 @@ func Run(ctx context.Context, c Config) (Report, error) {
 	if r.Ops > 0 {
 		r.Claimed = float64(claimed.Load()) / float64(r.Ops)
 	}
-	r.P50, r.P99 = hist.quantile(0.5), hist.quantile(0.99)
+	r.P50, r.P99 = hist.Quantile(0.5), hist.Quantile(0.99)
 	return r, ctx.Err()
 }
 
-// histogram counts latencies in log-linear buckets: 16 per power of two,
-// about 4% wide.
-type histogram struct {
+// Histogram counts latencies in log-linear buckets: 16 per power of two,
+// about 4% wide. Add is for one goroutine; Merge is safe for concurrent use.
+type Histogram struct {
 	mu     sync.Mutex
 	counts [64 * 16]uint64
 	total  uint64
@@ -126,12 +126,14 @@ func bucketValue(b int) time.Duration {
 	return time.Duration((16 + uint64(frac)) << (exp - 4))
 }
 
-func (h *histogram) add(d time.Duration) {
+// Add counts one latency.
+func (h *Histogram) Add(d time.Duration) {
 	h.counts[bucketOf(d)]++
 	h.total++
 }
 
-func (h *histogram) merge(o *histogram) {
+// Merge adds o's counts to h.
+func (h *Histogram) Merge(o *Histogram) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for i, c := range o.counts {
@@ -140,7 +142,8 @@ func (h *histogram) merge(o *histogram) {
 	h.total += o.total
 }
 
-func (h *histogram) quantile(q float64) time.Duration {
+// Quantile returns the latency below which a share q of the counts lie.
+func (h *Histogram) Quantile(q float64) time.Duration {
 	want := uint64(math.Ceil(q * float64(h.total)))
 	var seen uint64
 	for i, c := range h.counts {

@@ -34,6 +34,8 @@ type backend interface {
 	reclaim(ctx context.Context) (rewrites int, err error)
 	// diskSize is the bytes the store occupies on disk.
 	diskSize() int64
+	// currentEpoch returns the store's epoch counter.
+	currentEpoch() (uint64, error)
 	// nextEpoch durably increments and returns the store's epoch counter.
 	nextEpoch() (uint64, error)
 	close() error

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -22,12 +23,25 @@ type badgerBackend struct {
 	commits  *committer
 	dir      string
 	inMemory bool
+	copyDir  string // a private copy opened instead of dir, removed by close
 }
 
 // openBadger opens (or creates) the Badger database described by opts.
 func openBadger(opts Options) (*badgerBackend, error) {
 	bo := badgerOptions(opts)
 	db, err := badger.Open(bo)
+	var copyDir string
+	if err != nil && opts.ReadOnly && strings.Contains(err.Error(), "truncate required") {
+		// Killed mid-write: Badger must replay and truncate its log, which
+		// a read-only open may not do. Do it on a private copy.
+		copyDir, err = copyStore(opts.Dir)
+		if err == nil {
+			db, err = badger.Open(bo.WithDir(copyDir).WithValueDir(copyDir).WithReadOnly(false))
+			if err != nil {
+				_ = os.RemoveAll(copyDir)
+			}
+		}
+	}
 	if err != nil {
 		// Badger formats its lock error with %+v, so the cause cannot be
 		// matched with errors.Is; its text is stable.
@@ -36,7 +50,11 @@ func openBadger(opts Options) (*badgerBackend, error) {
 		}
 		return nil, fmt.Errorf("idem: open %s: %w", opts.Dir, err)
 	}
-	return &badgerBackend{db: db, commits: startCommitter(db), dir: opts.Dir, inMemory: opts.InMemory}, nil
+	dir := opts.Dir
+	if copyDir != "" {
+		dir = copyDir
+	}
+	return &badgerBackend{db: db, commits: startCommitter(db), dir: dir, inMemory: opts.InMemory, copyDir: copyDir}, nil
 }
 
 // badgerOptions sizes Badger for a library embedded in someone else's
@@ -67,6 +85,7 @@ func badgerOptions(opts Options) badger.Options {
 		WithIndexCacheSize(0).
 		WithNumCompactors(2).
 		WithMetricsEnabled(false).
+		WithReadOnly(opts.ReadOnly).
 		// Conflict detection is off because the store never lets two
 		// transactions touch one key at once: same-key work is serialised
 		// by its shard and the directory lock excludes other writers (see
@@ -223,24 +242,20 @@ func (b *badgerBackend) scan(prefix []byte, fn func(key, value []byte) error) er
 	}))
 }
 
+func (b *badgerBackend) currentEpoch() (uint64, error) {
+	var epoch uint64
+	err := b.db.View(func(txn *badger.Txn) (err error) {
+		epoch, err = readEpoch(txn)
+		return err
+	})
+	return epoch, mapBadgerErr(err)
+}
+
 func (b *badgerBackend) nextEpoch() (uint64, error) {
 	var epoch uint64
-	err := b.db.Update(func(txn *badger.Txn) error {
-		item, err := txn.Get(epochKey)
-		switch {
-		case errors.Is(err, badger.ErrKeyNotFound):
-		case err != nil:
+	err := b.db.Update(func(txn *badger.Txn) (err error) {
+		if epoch, err = readEpoch(txn); err != nil {
 			return err
-		default:
-			if err := item.Value(func(v []byte) error {
-				if len(v) != 8 {
-					return fmt.Errorf("%w: epoch counter is %d bytes", ErrCorrupt, len(v))
-				}
-				epoch = binary.LittleEndian.Uint64(v)
-				return nil
-			}); err != nil {
-				return err
-			}
 		}
 		epoch++
 		return txn.Set(epochKey, binary.LittleEndian.AppendUint64(nil, epoch))
@@ -252,9 +267,73 @@ func (b *badgerBackend) nextEpoch() (uint64, error) {
 	return epoch, mapBadgerErr(b.db.Sync())
 }
 
+// readEpoch reads the epoch counter (0 in a new store).
+func readEpoch(txn *badger.Txn) (uint64, error) {
+	item, err := txn.Get(epochKey)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var epoch uint64
+	err = item.Value(func(v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("%w: epoch counter is %d bytes", ErrCorrupt, len(v))
+		}
+		epoch = binary.LittleEndian.Uint64(v)
+		return nil
+	})
+	return epoch, err
+}
+
 func (b *badgerBackend) close() error {
 	b.commits.stop()
-	return b.db.Close()
+	err := b.db.Close()
+	if b.copyDir != "" {
+		err = errors.Join(err, os.RemoveAll(b.copyDir))
+	}
+	return err
+}
+
+// copyStore copies the regular files of dir into a new temporary
+// directory, reading dir only.
+func copyStore(dir string) (string, error) {
+	tmp, err := os.MkdirTemp("", "idem-readonly-")
+	if err != nil {
+		return "", err
+	}
+	entries, err := os.ReadDir(dir)
+	for _, e := range entries {
+		if err != nil {
+			break
+		}
+		if e.Type().IsRegular() && e.Name() != "LOCK" {
+			err = copyFile(filepath.Join(dir, e.Name()), filepath.Join(tmp, e.Name()))
+		}
+	}
+	if err != nil {
+		_ = os.RemoveAll(tmp)
+		return "", fmt.Errorf("idem: copy %s: %w", dir, err)
+	}
+	return tmp, nil
+}
+
+func copyFile(from, to string) error {
+	src, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := os.Create(to)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		_ = dst.Close()
+		return err
+	}
+	return dst.Close()
 }
 
 // mapBadgerErr turns Badger's closed-database error into ErrClosed.

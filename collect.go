@@ -38,6 +38,9 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 	if s.shut.Load() {
 		return GCStats{}, ErrClosed
 	}
+	if s.readOnly {
+		return GCStats{}, ErrReadOnly
+	}
 	select {
 	case s.gcTurn <- struct{}{}:
 		defer func() { <-s.gcTurn }()

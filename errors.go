@@ -64,6 +64,10 @@ var (
 	// claim that was already completed, failed or released.
 	ErrClaimFinished = errors.New("idem: claim already finished")
 
+	// ErrReadOnly is returned by every call that would write to a store
+	// opened with [Options.ReadOnly].
+	ErrReadOnly = errors.New("idem: store opened read-only")
+
 	// ErrCorrupt is returned when a stored record cannot be decoded. Only
 	// the affected key is concerned.
 	ErrCorrupt = errors.New("idem: corrupt record")

@@ -212,6 +212,9 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 	if st.shut.Load() {
 		return nil, nil, ErrClosed
 	}
+	if st.readOnly {
+		return nil, nil, ErrReadOnly
+	}
 	k := appendKey(make([]byte, 0, len(sc.prefix)+len(key)), sc.prefix, key)
 	sh := st.shards.of(k)
 	for {

@@ -43,6 +43,15 @@ type Options struct {
 	// Records enter it when they are replayed, not when first stored.
 	CacheBytes int
 
+	// ReadOnly opens the store for inspection without changing a byte of
+	// it: calls that would write return ErrReadOnly, no epoch starts and no
+	// collector runs. A store that was not closed cleanly (its process was
+	// killed) is read from a private copy, made in the system's temporary
+	// directory and removed by Close. A store in use by a running process
+	// cannot be opened this way (ErrLocked); inspect it through that
+	// process's admin handler instead (Store.AdminHandler).
+	ReadOnly bool
+
 	// GCInterval is how often the background collector deletes expired
 	// records and reclaims their disk space (see Store.GC). Zero means 5
 	// minutes; negative turns the collector off.
@@ -55,12 +64,13 @@ const defaultCacheBytes = 16 << 20
 // Store is an open idempotency store. It is safe for concurrent use. Work
 // is done through the [Scope] values it hands out.
 type Store struct {
-	be     backend
-	log    *slog.Logger
-	now    func() time.Time
-	epoch  uint64
-	shards shards
-	stats  counters
+	be       backend
+	log      *slog.Logger
+	now      func() time.Time
+	epoch    uint64
+	readOnly bool
+	shards   shards
+	stats    counters
 
 	// closing is held shared by every backend call and exclusively by
 	// Close, so that Close waits for running I/O and nothing starts after.
@@ -86,6 +96,8 @@ func Open(opts Options) (*Store, error) {
 		return nil, invalid(ErrInvalidOptions, "Dir must be empty with InMemory")
 	case !opts.InMemory && opts.Dir == "":
 		return nil, invalid(ErrInvalidOptions, "Dir is required (or set InMemory)")
+	case opts.InMemory && opts.ReadOnly:
+		return nil, invalid(ErrInvalidOptions, "an in-memory store cannot be read-only")
 	case opts.Shards == 0:
 		opts.Shards = defaultShards
 	case !validShardCount(opts.Shards):
@@ -107,15 +119,21 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	epoch, err := be.nextEpoch()
+	var epoch uint64
+	if opts.ReadOnly {
+		epoch, err = be.currentEpoch()
+	} else {
+		epoch, err = be.nextEpoch()
+	}
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("idem: start epoch: %w", err), be.close())
+		return nil, errors.Join(fmt.Errorf("idem: epoch: %w", err), be.close())
 	}
 	s := &Store{
 		be:            be,
 		log:           opts.Logger,
 		now:           opts.Now,
 		epoch:         epoch,
+		readOnly:      opts.ReadOnly,
 		shards:        newShards(opts.Shards, rand.Uint64(), opts.CacheBytes),
 		scopes:        make(map[string]*Scope),
 		gcTurn:        make(chan struct{}, 1),
@@ -127,6 +145,8 @@ func Open(opts Options) (*Store, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopCollector = cancel
 	switch {
+	case opts.ReadOnly:
+		close(s.collectorDone)
 	case opts.GCInterval == 0:
 		go s.collect(ctx, DefaultGCInterval)
 	case opts.GCInterval > 0:

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/idemkit/idem/internal/bench"
+)
+
+const benchUsage = `idem bench [-workload unique,dup90,hot] [-goroutines 1,8,64] [-duration 2s] [-value-size 256] [-sync] [-targets LIST] [-json]
+
+Runs concurrent check-and-set on idem (Do and Claim) and on the baselines
+(naive Badger get-then-set, an in-memory sharded map) in fresh temporary
+directories, and prints ops/s, latency and each row's ratio to the baselines.
+
+example:
+  idem bench -workload unique -goroutines 64 -duration 5s`
+
+// benchRow is one printed row.
+type benchRow struct {
+	Target     string  `json:"target"`
+	Workload   string  `json:"workload"`
+	Goroutines int     `json:"goroutines"`
+	Sync       bool    `json:"sync"`
+	OpsPerSec  float64 `json:"ops_per_sec"`
+	P50us      float64 `json:"p50_us"`
+	P99us      float64 `json:"p99_us"`
+	Claimed    float64 `json:"claimed"`
+	VsBadger   float64 `json:"vs_badger_naive,omitempty"`
+	VsMemory   float64 `json:"vs_mem_sharded,omitempty"`
+}
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench", benchUsage, stderr)
+	workloads := fs.String("workload", "unique,dup90,hot", "workloads, comma-separated")
+	goroutines := fs.String("goroutines", "1,8,64", "goroutine counts, comma-separated")
+	duration := fs.Duration("duration", 2*time.Second, "time per row")
+	valueSize := fs.Int("value-size", 256, "value bytes")
+	sync := fs.Bool("sync", false, "SyncWrites for idem and Badger")
+	targets := fs.String("targets", "idem-do,idem-claim,badger-naive,mem-sharded", "targets, comma-separated")
+	asJSON := fs.Bool("json", false, "print JSON lines")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("bench takes no arguments")
+	}
+	if *duration <= 0 || *valueSize < 0 {
+		return usagef("-duration must be positive and -value-size not negative")
+	}
+	var gs []int
+	for _, s := range strings.Split(*goroutines, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return usagef("-goroutines %q: want positive whole numbers", *goroutines)
+		}
+		gs = append(gs, n)
+	}
+	var kinds []bench.Kind
+	for _, s := range strings.Split(*targets, ",") {
+		k := bench.Kind(strings.TrimSpace(s))
+		if !slices.Contains(bench.Kinds, k) {
+			return usagef("-targets: unknown target %q", k)
+		}
+		kinds = append(kinds, k)
+	}
+	var ws []bench.Workload
+	for _, s := range strings.Split(*workloads, ",") {
+		w := bench.Workload(strings.TrimSpace(s))
+		if w != bench.Unique && w != bench.Dup90 && w != bench.Hot {
+			return usagef("-workload: unknown workload %q", w)
+		}
+		ws = append(ws, w)
+	}
+
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	for _, w := range ws {
+		for _, g := range gs {
+			if !*asJSON { // a table per group, printed as soon as it is measured
+				fmt.Fprintf(tw, "target\tworkload\tgoroutines\tops/s\tp50\tp99\tclaimed\t× badger-naive\t× mem-sharded\t\n")
+			}
+			var rows []benchRow
+			for _, k := range kinds {
+				r, err := bench.Run(ctx, bench.Config{Kind: k, Workload: w, Goroutines: g, Duration: *duration, ValueSize: *valueSize, Sync: *sync})
+				if err != nil {
+					return err
+				}
+				rows = append(rows, benchRow{
+					Target: string(k), Workload: string(w), Goroutines: g, Sync: *sync,
+					OpsPerSec: r.OpsPerSec, P50us: micros(r.P50), P99us: micros(r.P99), Claimed: r.Claimed,
+				})
+			}
+			ratios(rows)
+			for _, row := range rows {
+				if *asJSON {
+					if err := json.NewEncoder(stdout).Encode(row); err != nil {
+						return err
+					}
+					continue
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.1fµs\t%.1fµs\t%.1f%%\t%s\t%s\t\n", row.Target, row.Workload, row.Goroutines,
+					row.OpsPerSec, row.P50us, row.P99us, 100*row.Claimed, ratio(row.VsBadger), ratio(row.VsMemory))
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ratios fills each row's ratio to the baselines of its group.
+func ratios(rows []benchRow) {
+	base := map[string]float64{}
+	for _, r := range rows {
+		base[r.Target] = r.OpsPerSec
+	}
+	for i := range rows {
+		if b := base[string(bench.BadgerNaive)]; b > 0 {
+			rows[i].VsBadger = rows[i].OpsPerSec / b
+		}
+		if m := base[string(bench.MemSharded)]; m > 0 && !rows[i].Sync {
+			rows[i].VsMemory = rows[i].OpsPerSec / m
+		}
+	}
+}
+
+func ratio(x float64) string {
+	if x == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", x)
+}
+
+func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"github.com/idemkit/idem"
+)
+
+const dumpUsage = `idem dump [-dir DIR | -url URL] [-scope S] [-tenant T] [-state STATE] [-prefix P] [-expired] [-limit N] [-values] [-json]
+
+States: in_progress, orphaned, completed, failed, too_large.
+
+examples:
+  idem dump -dir /var/lib/orders/idem -scope payments -state orphaned
+  idem dump -url http://127.0.0.1:9090 -json -limit 100 | jq .key`
+
+func runDump(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("dump", dumpUsage, stderr)
+	var t target
+	t.register(fs)
+	var f idem.RecordFilter
+	fs.StringVar(&f.Scope, "scope", "", "only this scope")
+	fs.StringVar(&f.Tenant, "tenant", "", "only this tenant (with -scope)")
+	fs.StringVar(&f.State, "state", "", "only records in this state")
+	fs.StringVar(&f.KeyPrefix, "prefix", "", "only keys with this prefix")
+	fs.BoolVar(&f.Expired, "expired", false, "include expired records")
+	fs.IntVar(&f.Limit, "limit", 0, "stop after N records (0: all)")
+	fs.BoolVar(&f.Values, "values", false, "include values (base64 in -json)")
+	asJSON := fs.Bool("json", false, "print JSON lines")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usagef("dump takes no arguments")
+	case f.Limit < 0:
+		return usagef("-limit must not be negative")
+	case f.Tenant != "" && f.Scope == "":
+		return usagef("-tenant needs -scope")
+	}
+	switch f.State {
+	case "", "in_progress", "orphaned", "completed", "failed", "too_large":
+	default:
+		return usagef("-state %q: want in_progress, orphaned, completed, failed or too_large", f.State)
+	}
+	src, err := t.open(false)
+	if err != nil {
+		return err
+	}
+	defer src.close()
+
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		return src.records(ctx, f, func(r idem.RecordInfo) error { return enc.Encode(r) })
+	}
+	// A table, flushed every few rows: a dump of millions of keys starts
+	// printing at once and holds only a screenful.
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	header := "SCOPE\tTENANT\tKEY\tSTATE\tCREATED\tEXPIRES\tBYTES"
+	if f.Values {
+		header += "\tVALUE"
+	}
+	fmt.Fprintln(tw, header)
+	rows := 0
+	err = src.records(ctx, f, func(r idem.RecordInfo) error {
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%d", r.Scope, escape(r.Tenant), escape(r.Key), state(r),
+			r.CreatedAt.UTC().Format(time.RFC3339), r.ExpiresAt.UTC().Format(time.RFC3339), r.ValueBytes)
+		if f.Values {
+			line += "\t" + escape(string(r.Value))
+		}
+		fmt.Fprintln(tw, line)
+		if rows++; rows%256 == 0 {
+			return tw.Flush()
+		}
+		return nil
+	})
+	if ferr := tw.Flush(); err == nil {
+		err = ferr
+	}
+	return err
+}
+
+func state(r idem.RecordInfo) string {
+	if r.Expired {
+		return r.State + " (expired)"
+	}
+	return r.State
+}
+
+// escape quotes a string that is empty or holds anything but printable,
+// non-space characters, so that every key shows as one unambiguous cell.
+func escape(s string) string {
+	if s == "" {
+		return `""`
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) || unicode.IsSpace(r) || r == '"' || r == '\\' {
+			return strconv.QuoteToASCII(s)
+		}
+	}
+	return s
+}

@@ -1,0 +1,363 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/idemkit/idem"
+)
+
+// cli runs the command line and returns its output and exit code.
+func cli(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), args, &out, &errOut)
+	code = exitCode(err, &errOut)
+	return out.String(), errOut.String(), code
+}
+
+// seed writes a store with records in several scopes, tenants and states
+// and closes it.
+func seed(t *testing.T, dir string) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := idem.Open(idem.Options{Dir: dir, GCInterval: -1})
+	require.NoError(t, err)
+	pay, err := st.Scope("payments", idem.ScopeOptions{Orphans: idem.OrphanReport})
+	require.NoError(t, err)
+	hooks, err := st.Scope("webhooks", idem.ScopeOptions{TTL: time.Millisecond})
+	require.NoError(t, err)
+	for i := range 3 {
+		_, err := pay.Tenant("acct_1").Do(ctx, fmt.Sprint("order-", i), []byte{0xab, byte(i)}, func(context.Context) ([]byte, error) {
+			return []byte(fmt.Sprint(`{"charge":`, i, `}`)), nil
+		})
+		require.NoError(t, err)
+	}
+	_, err = pay.Tenant("acct 2").Do(ctx, "weird\tkey", nil, func(context.Context) ([]byte, error) {
+		return nil, idem.Permanent(errors.New("card declined"))
+	})
+	require.ErrorIs(t, err, idem.ErrPermanent)
+	cl, err := pay.Claim(ctx, "left-running", nil) // persisted, never finished: an orphan once closed
+	require.NoError(t, err)
+	require.True(t, cl.Owned())
+	_, err = hooks.Do(ctx, "evt-1", nil, func(context.Context) ([]byte, error) { return []byte("ok"), nil })
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+	time.Sleep(2 * time.Millisecond) // evt-1's 1 ms TTL passes
+}
+
+func dumpJSON(t *testing.T, out string) []idem.RecordInfo {
+	t.Helper()
+	var recs []idem.RecordInfo
+	s := bufio.NewScanner(strings.NewReader(out))
+	for s.Scan() {
+		var r idem.RecordInfo
+		require.NoError(t, json.Unmarshal(s.Bytes(), &r), s.Text())
+		recs = append(recs, r)
+	}
+	return recs
+}
+
+func TestDumpOffline(t *testing.T) {
+	dir := t.TempDir()
+	seed(t, dir)
+
+	out, errOut, code := cli(t, "dump", "-dir", dir, "-json")
+	require.Zero(t, code, errOut)
+	recs := dumpJSON(t, out)
+	require.Len(t, recs, 5, "the expired webhook is left out")
+	assert.Equal(t, "payments", recs[0].Scope)
+	assert.Equal(t, "", recs[0].Tenant, "the scope's own keys come first")
+	assert.Equal(t, "orphaned", recs[0].State)
+	assert.Equal(t, "acct 2", recs[1].Tenant)
+	assert.Equal(t, "weird\tkey", recs[1].Key)
+	assert.Equal(t, "failed", recs[1].State)
+	assert.Equal(t, "completed", recs[2].State)
+	assert.Equal(t, []byte{0xab, 0}, recs[2].Fingerprint)
+	assert.Nil(t, recs[2].Value, "values only with -values")
+	assert.Contains(t, out, `"fingerprint":"ab00"`)
+	assert.Contains(t, out, `"created_at":"`)
+
+	out, _, code = cli(t, "dump", "-dir", dir, "-json", "-scope", "payments", "-state", "orphaned")
+	require.Zero(t, code)
+	recs = dumpJSON(t, out)
+	require.Len(t, recs, 1)
+	assert.Equal(t, "left-running", recs[0].Key)
+
+	out, _, _ = cli(t, "dump", "-dir", dir, "-json", "-scope", "payments", "-tenant", "acct_1", "-prefix", "order-", "-limit", "2", "-values")
+	recs = dumpJSON(t, out)
+	require.Len(t, recs, 2)
+	assert.Equal(t, `{"charge":0}`, string(recs[0].Value))
+	assert.Contains(t, out, `"value":"`, "base64 in JSON")
+
+	out, _, _ = cli(t, "dump", "-dir", dir, "-json", "-expired", "-scope", "webhooks")
+	recs = dumpJSON(t, out)
+	require.Len(t, recs, 1)
+	assert.True(t, recs[0].Expired)
+
+	out, _, code = cli(t, "dump", "-dir", dir)
+	require.Zero(t, code)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 6)
+	assert.Regexp(t, `^SCOPE\s+TENANT\s+KEY\s+STATE\s+CREATED\s+EXPIRES\s+BYTES$`, lines[0])
+	assert.Contains(t, lines[2], `"acct 2"`, "tenants with spaces are quoted")
+	assert.Contains(t, lines[2], `"weird\tkey"`, "keys are escaped")
+	assert.Equal(t, strings.Index(lines[0], "STATE"), strings.Index(lines[3], "completed"), "columns line up")
+}
+
+func TestGetStatsGCDeleteOffline(t *testing.T) {
+	dir := t.TempDir()
+	seed(t, dir)
+
+	out, errOut, code := cli(t, "get", "-dir", dir, "-scope", "payments", "-tenant", "acct_1", "order-1")
+	require.Zero(t, code, errOut)
+	assert.Contains(t, out, "state:       completed")
+	assert.Contains(t, out, "fingerprint: ab01")
+	assert.Contains(t, out, `value:       {"charge":1}`)
+
+	out, _, code = cli(t, "get", "-dir", dir, "-scope", "payments", "-tenant", "acct_1", "-json", "order-2")
+	require.Zero(t, code)
+	var r idem.RecordInfo
+	require.NoError(t, json.Unmarshal([]byte(out), &r))
+	assert.Equal(t, `{"charge":2}`, string(r.Value))
+
+	_, errOut, code = cli(t, "get", "-dir", dir, "-scope", "payments", "nope")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "no record")
+
+	out, _, code = cli(t, "stats", "-dir", dir, "-json")
+	require.Zero(t, code)
+	var s storeStats
+	require.NoError(t, json.Unmarshal([]byte(out), &s))
+	assert.Equal(t, int64(6), s.Records)
+	assert.Equal(t, int64(5), s.Scopes["payments"].Keys)
+	assert.Equal(t, int64(4), s.States["completed"], "expired records count too")
+	assert.Equal(t, int64(1), s.States["orphaned"])
+	assert.Equal(t, int64(1), s.Expiry["expired"])
+	assert.Equal(t, int64(5), s.Expiry["<1d"])
+	assert.Positive(t, s.DiskBytes)
+	out, _, code = cli(t, "stats", "-dir", dir)
+	require.Zero(t, code)
+	assert.Regexp(t, `payments\s+5`, out)
+
+	out, errOut, code = cli(t, "gc", "-dir", dir)
+	require.Zero(t, code, errOut)
+	assert.Contains(t, out, "deleted 1 expired")
+
+	out, errOut, code = cli(t, "delete", "-dir", dir, "-scope", "payments", "-tenant", "acct_1", "order-0")
+	require.Zero(t, code, errOut)
+	assert.Contains(t, out, "deleted order-0")
+	_, _, code = cli(t, "get", "-dir", dir, "-scope", "payments", "-tenant", "acct_1", "order-0")
+	assert.Equal(t, 1, code)
+}
+
+// hashTree returns a digest of every file's name and bytes under dir.
+func hashTree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	sums := map[string]string{}
+	require.NoError(t, filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		sum := sha256.Sum256(b)
+		sums[path] = hex.EncodeToString(sum[:])
+		return err
+	}))
+	return sums
+}
+
+func TestReadOnlyCommandsChangeNothing(t *testing.T) {
+	dir := t.TempDir()
+	seed(t, dir)
+	before := hashTree(t, dir)
+	for _, args := range [][]string{
+		{"dump", "-dir", dir, "-expired", "-values"},
+		{"get", "-dir", dir, "-scope", "payments", "-tenant", "acct_1", "order-1"},
+		{"stats", "-dir", dir},
+	} {
+		_, errOut, code := cli(t, args...)
+		require.Zero(t, code, errOut)
+	}
+	assert.Equal(t, before, hashTree(t, dir))
+}
+
+const childDirEnv = "IDEM_CLI_CHILD_DIR"
+
+// TestKilledWriterChild is the child of TestDumpOfKilledStore: it writes
+// records, says so, and waits to be killed.
+func TestKilledWriterChild(t *testing.T) {
+	dir := os.Getenv(childDirEnv)
+	if dir == "" {
+		return
+	}
+	st, err := idem.Open(idem.Options{Dir: dir})
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(1)
+	}
+	sc, _ := st.Scope("jobs", idem.ScopeOptions{Orphans: idem.OrphanReport})
+	for i := range 100 {
+		if _, err := sc.Do(context.Background(), fmt.Sprint("job-", i), nil, func(context.Context) ([]byte, error) { return []byte("done"), nil }); err != nil {
+			fmt.Println("do:", err)
+			os.Exit(1)
+		}
+	}
+	go sc.Do(context.Background(), "running", nil, func(context.Context) ([]byte, error) {
+		fmt.Println("ready")
+		select {}
+	})
+	select {}
+}
+
+func TestDumpOfKilledStore(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledWriterChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), childDirEnv+"="+dir)
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	line, err := bufio.NewReader(out).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "ready\n", line)
+
+	_, errOut, code := cli(t, "dump", "-dir", dir)
+	assert.Equal(t, 1, code, "a live store cannot be opened")
+	assert.Contains(t, errOut, "-url")
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+
+	before := hashTree(t, dir)
+	stdout, errOut, code := cli(t, "dump", "-dir", dir, "-json")
+	require.Zero(t, code, errOut)
+	recs := dumpJSON(t, stdout)
+	require.Len(t, recs, 101)
+	states := map[string]int{}
+	for _, r := range recs {
+		states[r.State]++
+	}
+	assert.Equal(t, map[string]int{"completed": 100, "orphaned": 1}, states)
+	assert.Equal(t, before, hashTree(t, dir), "not a byte of the killed store changed")
+}
+
+func TestLiveThroughAdminHandler(t *testing.T) {
+	ctx := context.Background()
+	st, err := idem.Open(idem.Options{Dir: t.TempDir(), GCInterval: -1})
+	require.NoError(t, err)
+	defer st.Close()
+	sc, err := st.Scope("orders", idem.ScopeOptions{})
+	require.NoError(t, err)
+	for i := range 3 {
+		_, err := sc.Do(ctx, fmt.Sprint("k", i), []byte("fp"), func(context.Context) ([]byte, error) { return []byte("v"), nil })
+		require.NoError(t, err)
+	}
+	readOnly := httptest.NewServer(st.AdminHandler(idem.AdminOptions{}))
+	defer readOnly.Close()
+	writable := httptest.NewServer(st.AdminHandler(idem.AdminOptions{AllowMutations: true}))
+	defer writable.Close()
+
+	out, errOut, code := cli(t, "dump", "-url", readOnly.URL, "-json", "-values")
+	require.Zero(t, code, errOut)
+	recs := dumpJSON(t, out)
+	require.Len(t, recs, 3)
+	assert.Equal(t, "v", string(recs[0].Value))
+	assert.Equal(t, []byte("fp"), recs[0].Fingerprint)
+
+	out, _, code = cli(t, "get", "-url", readOnly.URL, "-scope", "orders", "k1")
+	require.Zero(t, code)
+	assert.Contains(t, out, "state:       completed")
+	_, errOut, code = cli(t, "get", "-url", readOnly.URL, "-scope", "orders", "missing")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "404")
+
+	out, _, code = cli(t, "stats", "-url", readOnly.URL, "-json")
+	require.Zero(t, code)
+	assert.Contains(t, out, `"records":3`)
+
+	for _, args := range [][]string{{"gc", "-url", readOnly.URL}, {"delete", "-url", readOnly.URL, "-scope", "orders", "k1"}} {
+		_, errOut, code = cli(t, args...)
+		assert.Equal(t, 1, code, "%v is refused by a read-only handler", args)
+		assert.Contains(t, errOut, "403")
+	}
+	_, errOut, code = cli(t, "delete", "-url", writable.URL, "-scope", "orders", "k1")
+	require.Zero(t, code, errOut)
+	_, errOut, code = cli(t, "gc", "-url", writable.URL)
+	require.Zero(t, code, errOut)
+	res, err := sc.Do(ctx, "k1", []byte("fp"), func(context.Context) ([]byte, error) { return []byte("again"), nil })
+	require.NoError(t, err)
+	assert.False(t, res.Replayed, "the deleted key runs again")
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"frobnicate"},
+		{"dump"},
+		{"dump", "-dir", "a", "-url", "http://b"},
+		{"dump", "-dir", "a", "-state", "weird"},
+		{"dump", "-dir", "a", "-tenant", "t"},
+		{"dump", "-nope"},
+		{"get", "-dir", "a", "key"},
+		{"delete", "-dir", "a", "-scope", "s"},
+		{"bench", "-goroutines", "0"},
+		{"bench", "-workload", "nope"},
+		{"dump", "-url", "ftp://x"},
+	} {
+		_, errOut, code := cli(t, args...)
+		assert.Equal(t, 2, code, "%v: %s", args, errOut)
+	}
+	out, _, code := cli(t, "-h")
+	assert.Zero(t, code)
+	assert.Contains(t, out, "dump")
+	_, errOut, code := cli(t, "dump", "-h")
+	assert.Zero(t, code)
+	assert.Contains(t, errOut, "examples:")
+	out, _, code = cli(t, "version")
+	assert.Zero(t, code)
+	assert.True(t, strings.HasPrefix(out, "idem "))
+}
+
+func TestBench(t *testing.T) {
+	out, errOut, code := cli(t, "bench", "-workload", "hot", "-goroutines", "2", "-duration", "100ms", "-json")
+	require.Zero(t, code, errOut)
+	var rows []benchRow
+	dec := json.NewDecoder(strings.NewReader(out))
+	for {
+		var r benchRow
+		if err := dec.Decode(&r); errors.Is(err, io.EOF) {
+			break
+		} else {
+			require.NoError(t, err)
+		}
+		rows = append(rows, r)
+	}
+	require.Len(t, rows, 4)
+	for _, r := range rows {
+		assert.Positive(t, r.OpsPerSec, r.Target)
+		assert.Positive(t, r.VsBadger, r.Target)
+	}
+	out, _, code = cli(t, "bench", "-workload", "unique", "-goroutines", "1", "-duration", "50ms", "-targets", "idem-do,badger-naive")
+	require.Zero(t, code)
+	assert.Contains(t, out, "× badger-naive")
+	assert.Contains(t, out, "idem-do")
+}

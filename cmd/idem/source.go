@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/idemkit/idem"
+)
+
+// source is a store as the commands see it: a directory opened here, or a
+// live process's admin handler.
+type source interface {
+	records(ctx context.Context, f idem.RecordFilter, fn func(idem.RecordInfo) error) error
+	lookup(ctx context.Context, scope, tenant, key string) (idem.RecordInfo, error)
+	stats(ctx context.Context) (idem.Stats, error)
+	gc(ctx context.Context) (idem.GCStats, error)
+	delete(ctx context.Context, scope, tenant, key string) error
+	close() error
+}
+
+// target holds the -dir and -url flags.
+type target struct{ dir, url string }
+
+func (t *target) register(fs *flag.FlagSet) {
+	fs.StringVar(&t.dir, "dir", "", "store directory of a stopped process")
+	fs.StringVar(&t.url, "url", "", "admin handler URL of a running process")
+}
+
+// open connects to the store. Reading commands open a directory without
+// changing it; mutating ones open it for writing (it must be stopped).
+func (t *target) open(mutating bool) (source, error) {
+	switch {
+	case (t.dir == "") == (t.url == ""):
+		return nil, usagef("give exactly one of -dir and -url")
+	case t.url != "":
+		u, err := url.Parse(t.url)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+			return nil, usagef("-url %q: want an http:// or https:// URL", t.url)
+		}
+		return &remote{base: strings.TrimSuffix(t.url, "/"), client: http.DefaultClient}, nil
+	}
+	st, err := idem.Open(idem.Options{Dir: t.dir, ReadOnly: !mutating, GCInterval: -1})
+	if errors.Is(err, idem.ErrLocked) {
+		return nil, fmt.Errorf("%w: a running process holds it; reach it through its admin handler with -url", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return local{st}, nil
+}
+
+// local is a store opened in this process.
+type local struct{ st *idem.Store }
+
+func (l local) records(ctx context.Context, f idem.RecordFilter, fn func(idem.RecordInfo) error) error {
+	return l.st.Records(ctx, f, fn)
+}
+
+func (l local) lookup(ctx context.Context, scope, tenant, key string) (idem.RecordInfo, error) {
+	return l.st.Lookup(ctx, scope, tenant, key)
+}
+
+func (l local) stats(context.Context) (idem.Stats, error)    { return l.st.Stats(), nil }
+func (l local) gc(ctx context.Context) (idem.GCStats, error) { return l.st.GC(ctx) }
+func (l local) delete(ctx context.Context, scope, tenant, key string) error {
+	return l.st.Delete(ctx, scope, tenant, key)
+}
+func (l local) close() error { return l.st.Close() }
+
+// remote is a store behind idem.Store.AdminHandler.
+type remote struct {
+	base   string
+	client *http.Client
+}
+
+func (r *remote) do(ctx context.Context, method, path string, q url.Values) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, r.base+path+"?"+q.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		var body struct {
+			Error string `json:"error"`
+		}
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body)
+		err := fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, body.Error)
+		if resp.StatusCode == http.StatusNotFound {
+			err = fmt.Errorf("%w (%v)", idem.ErrNotFound, err)
+		}
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (r *remote) getJSON(ctx context.Context, method, path string, q url.Values, v any) error {
+	resp, err := r.do(ctx, method, path, q)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if v == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func (r *remote) records(ctx context.Context, f idem.RecordFilter, fn func(idem.RecordInfo) error) error {
+	q := url.Values{}
+	for k, v := range map[string]string{"scope": f.Scope, "tenant": f.Tenant, "state": f.State, "prefix": f.KeyPrefix} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if f.Expired {
+		q.Set("expired", "1")
+	}
+	if f.Values {
+		q.Set("values", "1")
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	resp, err := r.do(ctx, http.MethodGet, "/records", q)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var info idem.RecordInfo
+		if err := dec.Decode(&info); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("reading records: %w", err)
+		}
+		if err := fn(info); err != nil {
+			return err
+		}
+	}
+}
+
+func keyQuery(scope, tenant, key string) url.Values {
+	return url.Values{"scope": {scope}, "tenant": {tenant}, "key": {key}}
+}
+
+func (r *remote) lookup(ctx context.Context, scope, tenant, key string) (idem.RecordInfo, error) {
+	var info idem.RecordInfo
+	err := r.getJSON(ctx, http.MethodGet, "/record", keyQuery(scope, tenant, key), &info)
+	return info, err
+}
+
+func (r *remote) stats(ctx context.Context) (idem.Stats, error) {
+	var s idem.Stats
+	err := r.getJSON(ctx, http.MethodGet, "/stats", nil, &s)
+	return s, err
+}
+
+func (r *remote) gc(ctx context.Context) (idem.GCStats, error) {
+	var s idem.GCStats
+	err := r.getJSON(ctx, http.MethodPost, "/gc", nil, &s)
+	return s, err
+}
+
+func (r *remote) delete(ctx context.Context, scope, tenant, key string) error {
+	return r.getJSON(ctx, http.MethodPost, "/delete", keyQuery(scope, tenant, key), nil)
+}
+
+func (r *remote) close() error { return nil }

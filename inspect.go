@@ -1,0 +1,263 @@
+package idem
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// RecordInfo describes one stored record, for operators ([Store.Records],
+// [Store.Lookup], the admin handler and the idem CLI).
+type RecordInfo struct {
+	Scope, Tenant, Key string
+	// State is "in_progress" (owned by a live call of this process),
+	// "orphaned" (in progress, but its owner is gone), "completed",
+	// "failed" or "too_large".
+	State       string
+	Epoch       uint64 // the Open that wrote it
+	CreatedAt   time.Time
+	ExpiresAt   time.Time
+	Expired     bool   // the deadline has passed; the collector will delete it
+	ValueBytes  int64  // size of the result (or the failure message)
+	Fingerprint []byte // nil when none was given
+	Value       []byte // the result or failure message, when asked for
+}
+
+// recordJSON is the wire form of RecordInfo: RFC 3339 times, the
+// fingerprint in hex and the value in base64.
+type recordJSON struct {
+	Scope       string    `json:"scope"`
+	Tenant      string    `json:"tenant"`
+	Key         string    `json:"key"`
+	State       string    `json:"state"`
+	Epoch       uint64    `json:"epoch"`
+	CreatedAt   time.Time `json:"created_at"`
+	ExpiresAt   time.Time `json:"expires_at"`
+	Expired     bool      `json:"expired"`
+	ValueBytes  int64     `json:"value_bytes"`
+	Fingerprint string    `json:"fingerprint"`
+	Value       []byte    `json:"value,omitempty"`
+}
+
+// MarshalJSON encodes r in its wire form.
+func (r RecordInfo) MarshalJSON() ([]byte, error) {
+	return json.Marshal(recordJSON{
+		Scope: r.Scope, Tenant: r.Tenant, Key: r.Key, State: r.State, Epoch: r.Epoch,
+		CreatedAt: r.CreatedAt.UTC(), ExpiresAt: r.ExpiresAt.UTC(), Expired: r.Expired,
+		ValueBytes: r.ValueBytes, Fingerprint: hex.EncodeToString(r.Fingerprint), Value: r.Value,
+	})
+}
+
+// UnmarshalJSON decodes r from its wire form.
+func (r *RecordInfo) UnmarshalJSON(b []byte) error {
+	var w recordJSON
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	fp, err := hex.DecodeString(w.Fingerprint)
+	if err != nil {
+		return fmt.Errorf("idem: record fingerprint: %w", err)
+	}
+	if len(fp) == 0 {
+		fp = nil
+	}
+	*r = RecordInfo{
+		Scope: w.Scope, Tenant: w.Tenant, Key: w.Key, State: w.State, Epoch: w.Epoch,
+		CreatedAt: w.CreatedAt, ExpiresAt: w.ExpiresAt, Expired: w.Expired,
+		ValueBytes: w.ValueBytes, Fingerprint: fp, Value: w.Value,
+	}
+	return nil
+}
+
+// RecordFilter selects records for [Store.Records]. Zero fields select
+// everything (but expired records, see Expired).
+type RecordFilter struct {
+	Scope     string // only this scope
+	Tenant    string // only this tenant (with Scope)
+	State     string // only this RecordInfo.State
+	KeyPrefix string // only keys starting with it
+	Expired   bool   // include records whose deadline has passed
+	Limit     int    // stop after this many (0: no limit)
+	Values    bool   // fill RecordInfo.Value
+}
+
+// Records calls fn for each record that matches f, in (scope, tenant, key)
+// order, streaming: memory use does not grow with the number of records.
+// It stops at fn's first error and returns it. Damaged records are
+// reported with State "corrupt".
+func (s *Store) Records(ctx context.Context, f RecordFilter, fn func(RecordInfo) error) error {
+	if f.Tenant != "" && f.Scope == "" {
+		return invalid(ErrInvalidScope, "a tenant filter needs a scope")
+	}
+	prefix := []byte{recordPrefix}
+	if f.Scope != "" {
+		prefix = keyPrefix(f.Scope, f.Tenant)
+		if f.Tenant == "" {
+			prefix = prefix[:len(prefix)-1] // every tenant of the scope
+		}
+	}
+	n := 0
+	errStop := errors.New("stop")
+	err := s.io(func(be backend) error {
+		return be.scan(prefix, func(k, v []byte) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			info, ok := s.describe(k, v, f.Values)
+			if !ok || !f.match(info) {
+				return nil
+			}
+			if err := fn(info); err != nil {
+				return err
+			}
+			if n++; f.Limit > 0 && n >= f.Limit {
+				return errStop
+			}
+			return nil
+		})
+	})
+	if errors.Is(err, errStop) {
+		return nil
+	}
+	return err
+}
+
+func (f RecordFilter) match(r RecordInfo) bool {
+	return (f.Tenant == "" || r.Tenant == f.Tenant) &&
+		(f.State == "" || r.State == f.State) &&
+		strings.HasPrefix(r.Key, f.KeyPrefix) &&
+		(f.Expired || !r.Expired)
+}
+
+// ErrNotFound is returned by [Store.Lookup] and [Store.Delete] for a key
+// that has no record.
+var ErrNotFound = errors.New("idem: no record")
+
+// Lookup returns the record of key in scope (and tenant, if not empty),
+// expired or not, with its value.
+func (s *Store) Lookup(_ context.Context, scope, tenant, key string) (RecordInfo, error) {
+	k, err := persistedKey(scope, tenant, key)
+	if err != nil {
+		return RecordInfo{}, err
+	}
+	var (
+		buf   []byte
+		found bool
+	)
+	err = s.io(func(be backend) (err error) {
+		buf, found, err = be.get(nil, k)
+		return err
+	})
+	if err != nil {
+		return RecordInfo{}, err
+	}
+	if !found {
+		return RecordInfo{}, ErrNotFound
+	}
+	info, _ := s.describe(k, buf, true)
+	return info, nil
+}
+
+// Delete removes the record of key in scope (and tenant, if not empty), as
+// if it had expired: the next call for the key runs again. It waits
+// neither for nor with a call in progress: a key owned by a running call
+// returns ErrInProgress.
+func (s *Store) Delete(_ context.Context, scope, tenant, key string) error {
+	k, err := persistedKey(scope, tenant, key)
+	if err != nil {
+		return err
+	}
+	if s.readOnly {
+		return ErrReadOnly
+	}
+	sh := s.shards.of(k)
+	c := sh.own(k)
+	if c == nil {
+		return ErrInProgress
+	}
+	defer sh.finish(k, c, nil, false)
+	var (
+		found bool
+		size  int64
+	)
+	err = s.io(func(be backend) error {
+		buf, ok, err := be.get(nil, k)
+		if err != nil || !ok {
+			return err
+		}
+		found, size = true, recordSize(k, len(buf))
+		return be.delete(k)
+	})
+	if err != nil {
+		return err
+	}
+	if !found {
+		return ErrNotFound
+	}
+	scopeName, _, _, _ := splitKey(k)
+	u := s.usage.of(scopeName)
+	u.keys.Add(-1)
+	u.bytes.Add(-size)
+	return nil
+}
+
+// persistedKey validates and encodes a (scope, tenant, key) triple.
+func persistedKey(scope, tenant, key string) ([]byte, error) {
+	if !validScopeName(scope) {
+		return nil, invalid(ErrInvalidScope, "name %q", scope)
+	}
+	if len(tenant) > MaxTenantLen {
+		return nil, invalid(ErrInvalidScope, "tenant id is %d bytes, at most %d", len(tenant), MaxTenantLen)
+	}
+	if err := checkKey(key, nil); err != nil {
+		return nil, err
+	}
+	return appendKey(nil, keyPrefix(scope, tenant), key), nil
+}
+
+// describe turns a stored record into a RecordInfo. ok is false for a key
+// that is not a record key.
+func (s *Store) describe(k, v []byte, withValue bool) (RecordInfo, bool) {
+	scope, tenant, key, ok := splitKey(k)
+	if !ok {
+		return RecordInfo{}, false
+	}
+	info := RecordInfo{Scope: scope, Tenant: tenant, Key: key}
+	var rec record
+	if err := decodeRecord(v, &rec); err != nil {
+		info.State = "corrupt"
+		return info, true
+	}
+	info.State = rec.state.String()
+	if rec.state == StateInProgress && !s.live(k) {
+		info.State = "orphaned"
+	}
+	info.Epoch = rec.epoch
+	info.CreatedAt, info.ExpiresAt = timeOf(rec.created), timeOf(rec.expires)
+	info.Expired = rec.expired(s.now())
+	info.ValueBytes = int64(rec.size)
+	info.Fingerprint = bytesClone(rec.fingerprint)
+	if withValue {
+		info.Value = bytesClone(rec.value)
+	}
+	return info, true
+}
+
+// live reports whether a call of this process owns the persisted key k.
+func (s *Store) live(k []byte) bool {
+	sh := s.shards.of(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.calls[string(k)] != nil
+}
+
+func bytesClone(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return append([]byte(nil), b...)
+}

@@ -133,13 +133,6 @@ func (sh *shard) own(key []byte) *call {
 	return c
 }
 
-// forget drops key from the cache, after its record was deleted.
-func (sh *shard) forget(key []byte) {
-	sh.mu.Lock()
-	sh.cache.remove(string(key))
-	sh.mu.Unlock()
-}
-
 // wait blocks until c finishes or ctx ends. A waiter that gives up changes
 // nothing: the owner goes on and its outcome is stored for later retries.
 func (c *call) wait(ctx context.Context) error {

@@ -1,0 +1,93 @@
+package idemhttp
+
+import (
+	"bufio"
+	"bytes"
+	"net"
+	"net/http"
+)
+
+// captureWriter writes the handler's response through to the client and
+// keeps a copy, up to limit bytes of body, to store.
+type captureWriter struct {
+	w      http.ResponseWriter
+	limit  int
+	status int         // 0 until the final status is written
+	header http.Header // snapshot at WriteHeader: what the client got
+	body   bytes.Buffer
+
+	overflow bool // the body passed limit
+	streamed bool // flushed or hijacked: not replayable
+}
+
+var (
+	_ http.ResponseWriter = (*captureWriter)(nil)
+	_ http.Flusher        = (*captureWriter)(nil)
+	_ http.Hijacker       = (*captureWriter)(nil)
+)
+
+func (c *captureWriter) Header() http.Header { return c.w.Header() }
+
+func (c *captureWriter) WriteHeader(status int) {
+	if c.status != 0 {
+		c.w.WriteHeader(status) // net/http reports the superfluous call
+		return
+	}
+	if status >= 100 && status < 200 && status != http.StatusSwitchingProtocols {
+		c.w.WriteHeader(status) // informational: not the final response
+		return
+	}
+	c.status = status
+	c.header = c.w.Header().Clone()
+	c.w.WriteHeader(status)
+}
+
+func (c *captureWriter) Write(p []byte) (int, error) {
+	if c.status == 0 {
+		c.WriteHeader(http.StatusOK)
+	}
+	if !c.overflow {
+		if c.body.Len()+len(p) > c.limit {
+			c.overflow = true
+			c.body.Reset()
+		} else {
+			c.body.Write(p)
+		}
+	}
+	return c.w.Write(p)
+}
+
+// Flush sends what is buffered to the client; the response is then a
+// stream, which is not replayed.
+func (c *captureWriter) Flush() { _ = c.FlushError() }
+
+// FlushError is Flush for http.ResponseController.
+func (c *captureWriter) FlushError() error {
+	if c.status == 0 {
+		c.WriteHeader(http.StatusOK)
+	}
+	c.streamed = true
+	return http.NewResponseController(c.w).Flush()
+}
+
+// Hijack hands the connection to the handler; the response is then not
+// replayable.
+func (c *captureWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c.streamed = true
+	return http.NewResponseController(c.w).Hijack()
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (c *captureWriter) Unwrap() http.ResponseWriter { return c.w }
+
+// result is the response as it is to be stored.
+func (c *captureWriter) result() *storedResponse {
+	status, header := c.status, c.header
+	if status == 0 { // the handler wrote nothing: net/http sends 200
+		status, header = http.StatusOK, c.w.Header().Clone()
+	}
+	if c.streamed || c.overflow || status == http.StatusSwitchingProtocols {
+		return &storedResponse{kind: kindUnavailable, status: status}
+	}
+	return &storedResponse{kind: kindReplayable, status: status, header: header, body: c.body.Bytes()}
+}

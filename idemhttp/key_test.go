@@ -1,0 +1,91 @@
+package idemhttp
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseKey(t *testing.T) {
+	for in, want := range map[string]string{
+		`abc`:                    "abc",
+		`"abc"`:                  "abc",
+		`  "abc"  `:              "abc",
+		`"a\"b"`:                 `a"b`,
+		`"a\\b"`:                 `a\b`,
+		`8e03978e-40d5-43e8`:     "8e03978e-40d5-43e8",
+		`ABC`:                    "ABC", // case kept
+		strings.Repeat("k", 255): strings.Repeat("k", 255),
+	} {
+		got, err := ParseKey(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, in := range []string{
+		``, `""`, `"abc`, `"a"b"`, `"a";p=1`, `a, b`, `"a", "b"`, `a;b`, `"a b"`, "a\tb",
+		`"a\x"`, "\"\x01\"", "ü", strings.Repeat("k", 256), `"` + strings.Repeat("k", 256) + `"`,
+	} {
+		_, err := ParseKey(in)
+		assert.Error(t, err, "%q", in)
+	}
+}
+
+// FuzzParseKey checks that the parser never panics, that what it accepts
+// is a valid key, and that quoting an accepted key gives it back.
+func FuzzParseKey(f *testing.F) {
+	for _, s := range []string{`abc`, `"abc"`, `"a\"b"`, `a, b`, ``, `"`, `"\`, "\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		key, err := ParseKey(in)
+		if err != nil {
+			return
+		}
+		if key == "" || len(key) > MaxKeyLen {
+			t.Fatalf("%q gave %q", in, key)
+		}
+		for i := 0; i < len(key); i++ {
+			if key[i] < 0x21 || key[i] > 0x7e {
+				t.Fatalf("%q gave %q", in, key)
+			}
+		}
+		quoted := `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(key) + `"`
+		again, err := ParseKey(quoted)
+		if err != nil || again != key {
+			t.Fatalf("%q: quoted form %q gave %q, %v", key, quoted, again, err)
+		}
+	})
+}
+
+func TestResponseRoundTrip(t *testing.T) {
+	r := &storedResponse{kind: kindReplayable, status: 201, header: http.Header{
+		"Content-Type": {"application/json"}, "Link": {"</a>", "</b>"}, "Set-Cookie": {"s=1"},
+		"Date": {"x"}, "X-Id": {"1"},
+	}, body: []byte(`{"ok":true}`)}
+	got, err := decodeResponse(r.encode(map[string]bool{"X-Id": true}))
+	require.NoError(t, err)
+	assert.Equal(t, 201, got.status)
+	assert.Equal(t, http.Header{"Content-Type": {"application/json"}, "Link": {"</a>", "</b>"}}, got.header)
+	assert.Equal(t, r.body, got.body)
+}
+
+// FuzzDecodeResponse checks that a damaged stored response is an error,
+// never a panic, and that what decodes encodes back alike.
+func FuzzDecodeResponse(f *testing.F) {
+	f.Add((&storedResponse{kind: kindReplayable, status: 200, header: http.Header{"A": {"b"}}, body: []byte("x")}).encode(nil))
+	f.Add((&storedResponse{kind: kindUnavailable, status: 200}).encode(nil))
+	f.Add([]byte{1, 1, 0, 200, 5})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := decodeResponse(b)
+		if err != nil {
+			return
+		}
+		again, err := decodeResponse(r.encode(nil))
+		require.NoError(t, err)
+		assert.Equal(t, r.status, again.status)
+		assert.Equal(t, string(r.body), string(again.body))
+	})
+}

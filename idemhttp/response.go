@@ -1,0 +1,102 @@
+package idemhttp
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/http"
+	"strings"
+)
+
+// A stored response, version 1:
+//
+//	version u8 | kind u8 | status u16 | header count uvarint |
+//	(len name, name, len value, value)* | body
+//
+// Each header value is kept verbatim, one entry per value.
+const responseVersion = 1
+
+// Kinds of stored response.
+const (
+	kindReplayable  byte = 1 // status, headers and body
+	kindUnavailable byte = 2 // the handler's response cannot be replayed (streamed, hijacked, too large)
+)
+
+var errBadResponse = errors.New("idemhttp: damaged stored response")
+
+// storedResponse is a response as stored and replayed.
+type storedResponse struct {
+	kind   byte
+	status int
+	header http.Header
+	body   []byte
+}
+
+// neverReplayed are response headers a replay must not repeat: cookies and
+// credentials belong to one exchange, hop-by-hop fields to one connection,
+// and Date and Content-Length are recomputed.
+var neverReplayed = map[string]bool{
+	"Set-Cookie": true, "Authorization": true, "Www-Authenticate": true,
+	"Proxy-Authenticate": true, "Authentication-Info": true, "Proxy-Authentication-Info": true,
+	"Connection": true, "Keep-Alive": true, "Te": true, "Trailer": true,
+	"Transfer-Encoding": true, "Upgrade": true, "Proxy-Connection": true,
+	"Date": true, "Content-Length": true, "Idempotent-Replayed": true,
+}
+
+func (r *storedResponse) encode(drop map[string]bool) []byte {
+	b := []byte{responseVersion, r.kind}
+	b = binary.BigEndian.AppendUint16(b, uint16(r.status))
+	type kv struct{ k, v string }
+	var hs []kv
+	for name, values := range r.header {
+		name = http.CanonicalHeaderKey(name)
+		if neverReplayed[name] || drop[name] || strings.HasPrefix(name, http.TrailerPrefix) {
+			continue
+		}
+		for _, v := range values {
+			hs = append(hs, kv{name, v})
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(hs)))
+	for _, h := range hs {
+		b = binary.AppendUvarint(b, uint64(len(h.k)))
+		b = append(b, h.k...)
+		b = binary.AppendUvarint(b, uint64(len(h.v)))
+		b = append(b, h.v...)
+	}
+	return append(b, r.body...)
+}
+
+func decodeResponse(b []byte) (*storedResponse, error) {
+	if len(b) < 4 || b[0] != responseVersion || (b[1] != kindReplayable && b[1] != kindUnavailable) {
+		return nil, errBadResponse
+	}
+	r := &storedResponse{kind: b[1], status: int(binary.BigEndian.Uint16(b[2:4])), header: http.Header{}}
+	b = b[4:]
+	n, m := binary.Uvarint(b)
+	if m <= 0 || n > uint64(len(b)) {
+		return nil, errBadResponse
+	}
+	b = b[m:]
+	field := func() (string, bool) {
+		l, m := binary.Uvarint(b)
+		if m <= 0 || l > uint64(len(b)-m) {
+			return "", false
+		}
+		s := string(b[m : m+int(l)])
+		b = b[m+int(l):]
+		return s, true
+	}
+	for range n {
+		k, ok1 := field()
+		v, ok2 := field()
+		if !ok1 || !ok2 {
+			return nil, errBadResponse
+		}
+		r.header[k] = append(r.header[k], v)
+	}
+	if r.status < 100 || r.status > 999 {
+		return nil, errBadResponse
+	}
+	r.body = b
+	return r, nil
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/idemkit/idem"
+	"github.com/idemkit/idem/idemhttp"
+)
+
+// newHandler routes POST /orders (idempotent) and GET /orders.
+func newHandler(scope *idem.Scope, orders *orderStore, delay, wait time.Duration, log *slog.Logger) (http.Handler, error) {
+	idempotent, err := idemhttp.New(scope, idemhttp.Options{
+		Tenant: func(r *http.Request) (string, error) { return user(r) },
+		Wait:   wait,
+		Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST /orders", requireUser(idempotent(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		createOrder(w, r, orders, delay)
+	}))))
+	mux.Handle("GET /orders", requireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := user(r)
+		list, err := orders.list(u)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, http.StatusOK, list)
+	})))
+	return mux, nil
+}
+
+// user is the caller: in this demo the bearer token is the user id.
+func user(r *http.Request) (string, error) {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || token == "" || len(token) > 64 {
+		return "", errors.New("missing or malformed bearer token")
+	}
+	return token, nil
+}
+
+// requireUser answers 401 before anything else runs for an unknown caller.
+func requireUser(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := user(r); err != nil {
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type orderRequest struct {
+	Item string `json:"item"`
+	Qty  int    `json:"qty"`
+}
+
+func createOrder(w http.ResponseWriter, r *http.Request, orders *orderStore, delay time.Duration) {
+	u, _ := user(r)
+	key, err := idemhttp.ParseKey(r.Header.Get("Idempotency-Key")) // the middleware has checked it
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var req orderRequest
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.Item == "" || req.Qty < 1 || len(req.Item) > 200 {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": `want {"item": non-empty string, "qty": positive int}`})
+		return
+	}
+	sum := sha256.Sum256([]byte(u + "\x00" + key))
+	o := order{ID: "ord_" + hex.EncodeToString(sum[:10]), Item: req.Item, Qty: req.Qty, CreatedAt: time.Now().UTC()}
+	stored, err := orders.createOnce(u, o)
+	if err != nil {
+		http.Error(w, "could not store the order", http.StatusInternalServerError) // 5xx: the key is released
+		return
+	}
+	time.Sleep(delay) // the payment call; a crash here leaves the order, which the retry finds
+	writeJSON(w, http.StatusCreated, stored)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -47,6 +47,23 @@
 // or are told [ErrInProgress] ([Scope.Claim]). No lock is held while the
 // work runs or while the disk is written.
 //
+// # Storage
+//
+// Every record expires: results after the scope's TTL, stored failures
+// after its FailureTTL, orphans after its OrphanTTL. A background collector
+// ([Options.GCInterval]) deletes expired records and has the engine give
+// their space back; [Store.GC] runs one collection now. A scope may be
+// capped ([ScopeOptions.MaxKeys], [ScopeOptions.MaxBytes]): a new key
+// beyond the cap gets [ErrScopeFull], and nothing live is ever evicted.
+// [Store.Stats] reports usage per scope and what the collector reclaimed.
+//
+// # Operations
+//
+// [Store.Records], [Store.Lookup] and [Store.Delete] let operators see and
+// fix keys; [Store.AdminHandler] serves them over HTTP from the process
+// that owns the store, and [Options.ReadOnly] opens a stopped store
+// without changing it. The idem command (cmd/idem) uses both.
+//
 // # Crashes
 //
 // A directory is used by one process at a time ([ErrLocked]). Every [Open]

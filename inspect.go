@@ -144,14 +144,7 @@ func (s *Store) Lookup(_ context.Context, scope, tenant, key string) (RecordInfo
 	if err != nil {
 		return RecordInfo{}, err
 	}
-	var (
-		buf   []byte
-		found bool
-	)
-	err = s.io(func(be backend) (err error) {
-		buf, found, err = be.get(nil, k)
-		return err
-	})
+	buf, found, err := s.get(k)
 	if err != nil {
 		return RecordInfo{}, err
 	}

@@ -286,14 +286,7 @@ func (s *Store) Stats() Stats {
 // there is none or it has expired; size is the bytes stored under k all
 // the same (0 if nothing is).
 func (s *Store) load(k []byte) (rec *record, size int64, err error) {
-	var (
-		buf   []byte
-		found bool
-	)
-	err = s.io(func(be backend) (err error) {
-		buf, found, err = be.get(nil, k)
-		return err
-	})
+	buf, found, err := s.get(k)
 	if err != nil || !found {
 		return nil, 0, err
 	}
@@ -306,4 +299,13 @@ func (s *Store) load(k []byte) (rec *record, size int64, err error) {
 		return nil, size, nil
 	}
 	return rec, size, nil
+}
+
+// get reads the bytes stored under the persisted key k.
+func (s *Store) get(k []byte) (buf []byte, found bool, err error) {
+	err = s.io(func(be backend) (err error) {
+		buf, found, err = be.get(nil, k)
+		return err
+	})
+	return buf, found, err
 }

@@ -8,6 +8,7 @@
 //	idem gc     [-dir DIR | -url URL]
 //	idem delete [-dir DIR | -url URL] -scope S [-tenant T] KEY
 //	idem bench  [-workload W] [-goroutines N] [-duration D] [-json]
+//	idem torture [-rounds N] [-keys N] [-goroutines N] [-sync]
 //	idem version
 //
 // -dir opens a stopped store (one whose process was killed too) without
@@ -27,6 +28,9 @@ import (
 )
 
 func main() {
+	if runTortureChildFromEnv() {
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -69,6 +73,7 @@ func commands() []command {
 		{"gc", "delete expired records and reclaim disk space", runGC},
 		{"delete", "delete one record", runDelete},
 		{"bench", "measure check-and-set throughput against baselines", runBench},
+		{"torture", "kill a writing process again and again, and check nothing is lost", runTorture},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -361,3 +361,38 @@ func TestBench(t *testing.T) {
 	assert.Contains(t, out, "× badger-naive")
 	assert.Contains(t, out, "idem-do")
 }
+
+// TestTortureChild is the child process of the torture runs below.
+func TestTortureChild(t *testing.T) {
+	runTortureChildFromEnv()
+}
+
+func TestTortureShort(t *testing.T) {
+	for _, sync := range []string{"-sync=false", "-sync=true"} {
+		out, errOut, code := cli(t, "torture", "-rounds", "8", "-keys", "2000", "-goroutines", "4", sync, "-json")
+		require.Zero(t, code, errOut)
+		var rep tortureReport
+		require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
+		t.Logf("%s: %+v", sync, rep)
+		assert.Positive(t, rep.Executions)
+		assert.Positive(t, rep.Acknowledged)
+		assert.Positive(t, rep.Orphans+rep.Reruns["rerun"], "some kills landed mid-function")
+		assert.Zero(t, rep.violations())
+	}
+}
+
+func TestTortureFindsALostResult(t *testing.T) {
+	dir := t.TempDir()
+	cfg := tortureConfig{Dir: filepath.Join(dir, "store"), Ledger: filepath.Join(dir, "ledger")}
+	st, err := idem.Open(idem.Options{Dir: cfg.Dir})
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+	// The ledger says k0 ran twice under report and was acknowledged, but
+	// the store never heard of it: three violations.
+	require.NoError(t, os.WriteFile(cfg.Ledger, []byte("exec report k0 e1\nack report k0 e1\nexec report k0 e2\n"), 0o644))
+	rep, err := checkTorture(context.Background(), cfg)
+	require.NoError(t, err)
+	assert.Equal(t, 1, rep.AcknowledgedLost)
+	assert.Equal(t, 1, rep.DoubleAfterAck)
+	assert.Equal(t, 1, rep.DoubleUnderReport)
+}

@@ -1,0 +1,174 @@
+package idem
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var errInjected = errors.New("injected I/O error")
+
+// faultyBackend fails the next operations of a kind, as a failing disk
+// would.
+type faultyBackend struct {
+	backend
+	mu                          sync.Mutex
+	failGets, failSets, failDel int
+}
+
+func (f *faultyBackend) fail(n *int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if *n > 0 {
+		*n--
+		return true
+	}
+	return false
+}
+
+func (f *faultyBackend) get(dst, key []byte) ([]byte, bool, error) {
+	if f.fail(&f.failGets) {
+		return nil, false, errInjected
+	}
+	return f.backend.get(dst, key)
+}
+
+func (f *faultyBackend) set(key, value []byte, expiresAt uint64) error {
+	if f.fail(&f.failSets) {
+		return errInjected
+	}
+	return f.backend.set(key, value, expiresAt)
+}
+
+func (f *faultyBackend) delete(key []byte) error {
+	if f.fail(&f.failDel) {
+		return errInjected
+	}
+	return f.backend.delete(key)
+}
+
+func (f *faultyBackend) set3(gets, sets, dels int) {
+	f.mu.Lock()
+	f.failGets, f.failSets, f.failDel = gets, sets, dels
+	f.mu.Unlock()
+}
+
+// openFaulty opens a store whose backend fails on demand; the cache is off
+// so that every read reaches it.
+func openFaulty(t *testing.T, policy OrphanPolicy) (*Store, *Scope, *faultyBackend) {
+	st := openTest(t, Options{CacheBytes: -1, GCInterval: -1})
+	fb := &faultyBackend{backend: st.be}
+	st.be = fb
+	return st, scopeTest(t, st, "s", ScopeOptions{Orphans: policy}), fb
+}
+
+// TestFaults checks, for every fault and both orphan policies, that the
+// caller gets the error, that no function runs without a persisted claim
+// where the policy requires one, that acknowledged results stay, and that
+// the store works again once the fault clears.
+func TestFaults(t *testing.T) {
+	ctx := context.Background()
+	for _, policy := range []OrphanPolicy{OrphanRerun, OrphanReport} {
+		t.Run(policy.String(), func(t *testing.T) {
+			st, sc, fb := openFaulty(t, policy)
+			_, err := sc.Do(ctx, "acked", nil, value(new(int), "kept"))
+			require.NoError(t, err)
+
+			t.Run("read fails", func(t *testing.T) {
+				fb.set3(1, 0, 0)
+				runs := 0
+				_, err := sc.Do(ctx, "r", nil, value(&runs, "v"))
+				assert.ErrorIs(t, err, errInjected)
+				assert.Zero(t, runs, "nothing runs when the key cannot be checked")
+			})
+
+			t.Run("claim write fails", func(t *testing.T) {
+				fb.set3(0, 1, 0)
+				runs := 0
+				_, err := sc.Do(ctx, "c", nil, value(&runs, "v"))
+				if policy == OrphanReport {
+					assert.ErrorIs(t, err, errInjected)
+					assert.Zero(t, runs, "no function runs without a persisted claim")
+				} else {
+					// No claim is written under OrphanRerun: the write that
+					// fails is the completion, which the caller hears of.
+					assert.ErrorIs(t, err, errInjected)
+					assert.Equal(t, 1, runs)
+				}
+			})
+
+			t.Run("completion write fails", func(t *testing.T) {
+				fb.set3(0, 0, 0)
+				runs := 0
+				_, err := sc.Do(ctx, "w", nil, func(context.Context) ([]byte, error) {
+					runs++
+					fb.set3(0, 1, 0) // the claim went through: fail the completion
+					return []byte("lost"), nil
+				})
+				assert.ErrorIs(t, err, errInjected, "the caller learns the result was not stored")
+				_, err = sc.Do(ctx, "w", nil, value(&runs, "again"))
+				if policy == OrphanReport {
+					assert.ErrorIs(t, err, ErrOutcomeUnknown, "the claim stays: the work ran, its result is lost")
+					assert.Equal(t, 1, runs)
+				} else {
+					assert.NoError(t, err)
+					assert.Equal(t, 2, runs, "OrphanRerun runs it again, as after a crash")
+				}
+			})
+
+			t.Run("release fails", func(t *testing.T) {
+				fb.set3(0, 0, 1)
+				_, err := sc.Do(ctx, "d", nil, func(context.Context) ([]byte, error) { return nil, errors.New("transient") })
+				if policy == OrphanReport {
+					assert.ErrorIs(t, err, errInjected, "joined with the function's error")
+				} else {
+					assert.NoError(t, errors.Unwrap(err), "nothing to delete under OrphanRerun")
+				}
+				assert.Zero(t, st.Stats().InFlight, "the key is released in the process all the same")
+			})
+
+			fb.set3(0, 0, 0)
+			res, err := sc.Do(ctx, "acked", nil, value(new(int), "x"))
+			require.NoError(t, err)
+			assert.Equal(t, "kept", string(res.Value), "acknowledged results survive the faults")
+			for i := range 20 {
+				_, err := sc.Do(ctx, fmt.Sprint("after-", i), nil, value(new(int), "v"))
+				require.NoError(t, err, "the store works once the fault clears")
+			}
+		})
+	}
+}
+
+func TestDamagedRecordIsAnErrorForItsKeyOnly(t *testing.T) {
+	ctx := testCtx(t)
+	st := openTest(t, Options{CacheBytes: -1, GCInterval: -1})
+	sc := scopeTest(t, st, "s", ScopeOptions{})
+	for _, k := range []string{"good", "bad"} {
+		_, err := sc.Do(ctx, k, nil, value(new(int), "v"))
+		require.NoError(t, err)
+	}
+	k := appendKey(nil, sc.prefix, "bad")
+	buf, _, err := st.be.get(nil, k)
+	require.NoError(t, err)
+	buf[len(buf)/2] ^= 0x40
+	require.NoError(t, st.be.set(k, buf, 0))
+
+	runs := 0
+	_, err = sc.Do(ctx, "bad", nil, value(&runs, "x"))
+	assert.ErrorIs(t, err, ErrCorrupt)
+	assert.Zero(t, runs, "a damaged record never runs the work again nor replays garbage")
+	res, err := sc.Do(ctx, "good", nil, value(&runs, "x"))
+	require.NoError(t, err)
+	assert.Equal(t, "v", string(res.Value))
+	info, err := st.Lookup(ctx, "s", "", "bad")
+	require.NoError(t, err)
+	assert.Equal(t, "corrupt", info.State)
+	require.NoError(t, st.Delete(ctx, "s", "", "bad"), "an operator can delete it")
+	_, err = sc.Do(ctx, "bad", nil, value(&runs, "x"))
+	assert.NoError(t, err)
+}

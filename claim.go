@@ -141,6 +141,9 @@ func (cl *Claim) Release(_ context.Context) error {
 // written.
 func (cl *Claim) save(rec *record, now time.Time) ([]byte, error) {
 	sc := cl.scope
+	if err := sc.store.disk.allow(false); err != nil {
+		return nil, err
+	}
 	buf := encode(rec)
 	err := sc.store.io(func(be backend) error {
 		return be.set(cl.key, buf, engineExpiry(now, rec.expires))

@@ -15,3 +15,13 @@ func allocated(info fs.FileInfo) int64 {
 	}
 	return info.Size()
 }
+
+// freeSpace is the space left for unprivileged writes on dir's file
+// system; ok is false where it cannot be told.
+func freeSpace(dir string) (free int64, ok bool) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, false
+	}
+	return int64(st.Bavail) * int64(st.Bsize), true
+}

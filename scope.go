@@ -285,6 +285,10 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 // the bytes of the (orphaned or expired) record stored under k, if any.
 func (sc *Scope) claim(k []byte, sh *shard, c *call, fingerprint []byte, size int64) (*Claim, *record, error) {
 	st := sc.store
+	if err := st.disk.allow(true); err != nil {
+		sh.finish(k, c, nil, false)
+		return nil, nil, err
+	}
 	if size == 0 && !sc.reserve() {
 		sh.finish(k, c, nil, false)
 		return nil, nil, fmt.Errorf("%w: scope %q holds %d keys and %d bytes (caps %d and %d)",

@@ -52,6 +52,13 @@ type Options struct {
 	// process's admin handler instead (Store.AdminHandler).
 	ReadOnly bool
 
+	// MinFreeDisk is the free space, in bytes, that the store keeps on its
+	// file system: below it new keys get ErrDiskFull (completions go on
+	// down to half of it). Badger cannot report a full disk as an error
+	// (its memory-mapped writes kill the process), so the store stops
+	// short of one. Zero means 64 MiB; negative turns the guard off.
+	MinFreeDisk int64
+
 	// GCInterval is how often the background collector deletes expired
 	// records and reclaims their disk space (see Store.GC). Zero means 5
 	// minutes; negative turns the collector off.
@@ -69,6 +76,7 @@ type Store struct {
 	now      func() time.Time
 	epoch    uint64
 	readOnly bool
+	disk     *diskGuard // nil: no guard
 	shards   shards
 	stats    counters
 
@@ -134,6 +142,7 @@ func Open(opts Options) (*Store, error) {
 		now:           opts.Now,
 		epoch:         epoch,
 		readOnly:      opts.ReadOnly,
+		disk:          newDiskGuard(opts),
 		shards:        newShards(opts.Shards, rand.Uint64(), opts.CacheBytes),
 		scopes:        make(map[string]*Scope),
 		gcTurn:        make(chan struct{}, 1),

@@ -1,0 +1,62 @@
+package idem
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultMinFreeDisk is the free space below which a store stops taking
+// new keys when Options.MinFreeDisk is zero.
+const DefaultMinFreeDisk = 64 << 20
+
+// diskGuard refuses writes before the disk fills up. Badger writes through
+// memory-mapped files that it extends sparsely, so on a full file system a
+// write does not fail: the process is killed by SIGBUS. The guard keeps a
+// margin instead: new claims stop at min free bytes, completions and
+// deletions (which let a collection free space) at half of it.
+type diskGuard struct {
+	dir     string
+	min     int64
+	checked atomic.Int64 // when free was last read, Unix nanoseconds
+	free    atomic.Int64
+}
+
+// guardInterval is how often the free space is read at most.
+const guardInterval = 50 * time.Millisecond
+
+func newDiskGuard(opts Options) *diskGuard {
+	if opts.InMemory || opts.ReadOnly || opts.MinFreeDisk < 0 {
+		return nil
+	}
+	if _, ok := freeSpace(opts.Dir); !ok {
+		return nil
+	}
+	min := opts.MinFreeDisk
+	if min == 0 {
+		min = DefaultMinFreeDisk
+	}
+	return &diskGuard{dir: opts.Dir, min: min}
+}
+
+// allow returns ErrDiskFull when less than the margin is free: min for a
+// new claim (claim), min/2 for anything else.
+func (g *diskGuard) allow(claim bool) error {
+	if g == nil {
+		return nil
+	}
+	now := time.Now().UnixNano()
+	if last := g.checked.Load(); now-last > int64(guardInterval) && g.checked.CompareAndSwap(last, now) {
+		if free, ok := freeSpace(g.dir); ok {
+			g.free.Store(free)
+		}
+	}
+	need := g.min
+	if !claim {
+		need /= 2
+	}
+	if free := g.free.Load(); free < need {
+		return fmt.Errorf("%w: %d bytes free in %s, %d needed", ErrDiskFull, free, g.dir, need)
+	}
+	return nil
+}

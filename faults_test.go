@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -171,4 +173,24 @@ func TestDamagedRecordIsAnErrorForItsKeyOnly(t *testing.T) {
 	require.NoError(t, st.Delete(ctx, "s", "", "bad"), "an operator can delete it")
 	_, err = sc.Do(ctx, "bad", nil, value(&runs, "x"))
 	assert.NoError(t, err)
+}
+
+// TestOpenDamagedDirectory damages the files Badger reads at Open; each
+// gives an error, not a crash. (A damaged table file is the exception:
+// Badger panics in a goroutine of its own while opening it, which no
+// caller can recover from.)
+func TestOpenDamagedDirectory(t *testing.T) {
+	for _, name := range []string{"MANIFEST", "KEYREGISTRY", "000001.vlog"} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			st, err := Open(Options{Dir: dir})
+			require.NoError(t, err)
+			_, err = scopeTest(t, st, "s", ScopeOptions{}).Do(context.Background(), "k", nil, value(new(int), "v"))
+			require.NoError(t, err)
+			require.NoError(t, st.Close())
+			require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte("not what Badger wrote"), 0o644))
+			_, err = Open(Options{Dir: dir})
+			assert.Error(t, err)
+		})
+	}
 }

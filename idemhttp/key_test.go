@@ -1,6 +1,7 @@
 package idemhttp
 
 import (
+	"bytes"
 	"net/http"
 	"strings"
 	"testing"
@@ -87,5 +88,22 @@ func FuzzDecodeResponse(f *testing.F) {
 		require.NoError(t, err)
 		assert.Equal(t, r.status, again.status)
 		assert.Equal(t, string(r.body), string(again.body))
+	})
+}
+
+// FuzzFingerprint checks that the fingerprint never panics, is stable, and
+// tells apart requests that differ in body or path.
+func FuzzFingerprint(f *testing.F) {
+	f.Add("POST", "/orders", "a=1&b=2", "application/json; charset=utf-8", []byte(`{"x":1}`))
+	f.Add("PATCH", "/%zz", "%%", "", []byte{})
+	f.Fuzz(func(t *testing.T, method, path, query, contentType string, body []byte) {
+		r, err := http.NewRequest("POST", "http://h/", nil)
+		require.NoError(t, err)
+		r.Method, r.URL.Path, r.URL.RawQuery = method, path, query
+		r.Header.Set("Content-Type", contentType)
+		a, b := Fingerprint(r, body), Fingerprint(r, body)
+		assert.Len(t, a, 32)
+		assert.Equal(t, a, b)
+		assert.NotEqual(t, a, Fingerprint(r, append(bytes.Clone(body), 'x')))
 	})
 }

@@ -56,6 +56,8 @@
 // capped ([ScopeOptions.MaxKeys], [ScopeOptions.MaxBytes]): a new key
 // beyond the cap gets [ErrScopeFull], and nothing live is ever evicted.
 // [Store.Stats] reports usage per scope and what the collector reclaimed.
+// New keys get [ErrDiskFull] when the file system runs low
+// ([Options.MinFreeDisk]), before Badger could fail on a full disk.
 //
 // # Operations
 //

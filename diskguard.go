@@ -29,14 +29,18 @@ func newDiskGuard(opts Options) *diskGuard {
 	if opts.InMemory || opts.ReadOnly || opts.MinFreeDisk < 0 {
 		return nil
 	}
-	if _, ok := freeSpace(opts.Dir); !ok {
+	free, ok := freeSpace(opts.Dir)
+	if !ok {
 		return nil
 	}
 	min := opts.MinFreeDisk
 	if min == 0 {
 		min = DefaultMinFreeDisk
 	}
-	return &diskGuard{dir: opts.Dir, min: min}
+	g := &diskGuard{dir: opts.Dir, min: min}
+	g.free.Store(free) // concurrent first calls must never see an unread 0
+	g.checked.Store(time.Now().UnixNano())
+	return g
 }
 
 // allow returns ErrDiskFull when less than the margin is free: min for a

@@ -38,8 +38,9 @@ func TestServiceChild(t *testing.T) {
 
 // service is a running child process of the service.
 type service struct {
-	cmd  *exec.Cmd
-	base string
+	cmd   *exec.Cmd
+	base  string
+	admin string // the admin endpoint's base URL, with -admin
 }
 
 func startService(t *testing.T, args ...string) *service {
@@ -51,13 +52,22 @@ func startService(t *testing.T, args ...string) *service {
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	addr := regexp.MustCompile(`orders: listening"? addr=(\S+)`)
+	admin := regexp.MustCompile(`orders: admin endpoint"? addr=(\S+)`)
+	wantAdmin := strings.Contains(strings.Join(args, " "), "-admin")
 	lines := bufio.NewScanner(stderr)
 	deadline := time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() })
 	defer deadline.Stop()
+	svc := &service{cmd: cmd}
 	for lines.Scan() {
 		if m := addr.FindStringSubmatch(lines.Text()); m != nil {
+			svc.base = "http://" + m[1]
+		}
+		if m := admin.FindStringSubmatch(lines.Text()); m != nil {
+			svc.admin = "http://" + m[1]
+		}
+		if svc.base != "" && (svc.admin != "" || !wantAdmin) {
 			go func() { _, _ = io.Copy(io.Discard, stderr) }()
-			return &service{cmd: cmd, base: "http://" + m[1]}
+			return svc
 		}
 	}
 	t.Fatal("the service did not start")
@@ -219,4 +229,20 @@ func TestKillBetweenOrderAndRecord(t *testing.T) {
 		require.Equal(t, http.StatusCreated, r.status)
 	}
 	assert.Len(t, svc.orders(t, "dave"), 5, "one order per key, whatever was killed when")
+}
+
+func TestAdminEndpoint(t *testing.T) {
+	svc := startService(t, "-dir", t.TempDir(), "-admin", "127.0.0.1:0")
+	_, err := svc.post(t, "erin", "k", `{"item":"tea","qty":1}`)
+	require.NoError(t, err)
+	resp, err := http.Get(svc.admin + "/records?values=1")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	body, _ := io.ReadAll(resp.Body)
+	assert.Contains(t, string(body), `"scope":"orders","tenant":"erin","key":"k","state":"completed"`)
+	resp, err = http.Post(svc.admin+"/gc", "", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "the demo's admin endpoint is read-only")
 }

@@ -12,13 +12,7 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var t target
 	t.register(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("gc takes no arguments")
-	}
-	src, err := t.open(true)
+	src, err := t.openWithoutArgs(fs, args, true)
 	if err != nil {
 		return err
 	}

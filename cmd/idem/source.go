@@ -34,6 +34,18 @@ func (t *target) register(fs *flag.FlagSet) {
 	fs.StringVar(&t.url, "url", "", "admin handler URL of a running process")
 }
 
+// openWithoutArgs parses the flags of a command that takes no arguments
+// and connects to the store.
+func (t *target) openWithoutArgs(fs *flag.FlagSet, args []string, mutating bool) (source, error) {
+	if err := parse(fs, args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, usagef("%s takes no arguments", fs.Name())
+	}
+	return t.open(mutating)
+}
+
 // open connects to the store. Reading commands open a directory without
 // changing it; mutating ones open it for writing (it must be stopped).
 func (t *target) open(mutating bool) (source, error) {

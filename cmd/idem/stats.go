@@ -36,13 +36,7 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var t target
 	t.register(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("stats takes no arguments")
-	}
-	src, err := t.open(false)
+	src, err := t.openWithoutArgs(fs, args, false)
 	if err != nil {
 		return err
 	}

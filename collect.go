@@ -30,8 +30,9 @@ type GCStats struct {
 // GC runs one full collection now: it deletes every expired record (each
 // under the same per-key ownership as a claim, so a key claimed again
 // meanwhile is never deleted), recounts the scopes' usage, and has the
-// engine give the space back. It paces itself, pausing as long as it
-// works, so it takes at most about half of one core from the application.
+// engine give the space back. It paces itself, pausing twice as long as
+// it works, so it takes at most about a third of one core from the
+// application.
 // It stops early, with ctx's error, when ctx ends; what it deleted stays
 // deleted. One collection runs at a time; a second caller waits its turn.
 func (s *Store) GC(ctx context.Context) (GCStats, error) {
@@ -111,7 +112,7 @@ func (s *Store) sweep(ctx context.Context, stats *GCStats) error {
 		if err := s.deleteExpired(expired, stats); err != nil {
 			return err
 		}
-		pause := time.NewTimer(time.Since(began))
+		pause := time.NewTimer(2 * time.Since(began))
 		select {
 		case <-pause.C:
 		case <-ctx.Done():

@@ -25,6 +25,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 )
 
 func main() {
@@ -50,13 +51,21 @@ func exitCode(err error, stderr io.Writer) int {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.As(err, &usage):
-		fmt.Fprintln(stderr, "idem:", err)
+		fmt.Fprintln(stderr, message(err))
 		fmt.Fprintln(stderr, "run 'idem -h' for usage")
 		return 2
 	default:
-		fmt.Fprintln(stderr, "idem:", err)
+		fmt.Fprintln(stderr, message(err))
 		return 1
 	}
+}
+
+// message prefixes err with the command's name, unless the library did.
+func message(err error) string {
+	if s := err.Error(); strings.HasPrefix(s, "idem: ") {
+		return s
+	}
+	return "idem: " + err.Error()
 }
 
 // command is one subcommand.

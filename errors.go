@@ -105,6 +105,7 @@ type FailureError struct {
 	Message string
 }
 
+// Error returns the stored message.
 func (e *FailureError) Error() string { return e.Message }
 
 // Is reports that a FailureError matches [ErrPermanent].

@@ -23,6 +23,7 @@ const (
 	StateTooLarge State = 4
 )
 
+// String returns the state's name as the CLI and RecordInfo spell it.
 func (s State) String() string {
 	switch s {
 	case StateInProgress:

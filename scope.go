@@ -24,6 +24,7 @@ const (
 	OrphanReport
 )
 
+// String returns "rerun" or "report".
 func (p OrphanPolicy) String() string {
 	switch p {
 	case OrphanRerun:

@@ -37,7 +37,7 @@ func (cl *Claim) Result() (Result, error) {
 	if cl.owned {
 		return Result{}, ErrInProgress
 	}
-	return cl.scope.outcome(cl.found)
+	return cl.scope.outcome(cl.found, nil)
 }
 
 // Complete stores value as the key's result for the scope's TTL, and hands

@@ -162,6 +162,14 @@ type Result struct {
 // key so that a retry runs fn again (the panic is re-raised). fn receives
 // ctx; Do stores the outcome even if ctx has ended meanwhile.
 func (sc *Scope) Do(ctx context.Context, key string, fingerprint []byte, fn func(context.Context) ([]byte, error)) (Result, error) {
+	return sc.DoAppend(ctx, nil, key, fingerprint, fn)
+}
+
+// DoAppend is [Scope.Do] for hot paths: a replayed value is appended to
+// dst (which may be reused from call to call) instead of a new slice, so
+// that a replay served from the cache does not allocate. The value of a
+// first execution is fn's own slice, as with Do.
+func (sc *Scope) DoAppend(ctx context.Context, dst []byte, key string, fingerprint []byte, fn func(context.Context) ([]byte, error)) (Result, error) {
 	if fn == nil {
 		return Result{}, errors.New("idem: Do called with a nil function")
 	}
@@ -170,7 +178,7 @@ func (sc *Scope) Do(ctx context.Context, key string, fingerprint []byte, fn func
 		return Result{}, err
 	}
 	if rec != nil {
-		return sc.outcome(rec)
+		return sc.outcome(rec, dst)
 	}
 	return cl.run(ctx, fn)
 }
@@ -216,7 +224,10 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 	if st.readOnly {
 		return nil, nil, ErrReadOnly
 	}
-	k := appendKey(make([]byte, 0, len(sc.prefix)+len(key)), sc.prefix, key)
+	// The key is built on the stack: a replay served from the cache needs
+	// no more. A caller that becomes the key's owner takes a heap copy.
+	var stack [2 + MaxScopeLen + 1 + MaxTenantLen + MaxKeyLen]byte
+	k := appendKey(stack[:0], sc.prefix, key)
 	sh := st.shards.of(k)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -253,6 +264,7 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 			return nil, c.rec, nil
 		}
 
+		k := bytes.Clone(k) // outlives this call: in the claim, the cache, the backend
 		rec, size, err := st.load(k)
 		if err != nil {
 			sh.finish(k, c, nil, false)
@@ -343,8 +355,9 @@ func (sc *Scope) check(rec *record, fingerprint []byte) error {
 	return nil
 }
 
-// outcome is what Do returns for a key whose record passed check.
-func (sc *Scope) outcome(rec *record) (Result, error) {
+// outcome is what Do returns for a key whose record passed check; a value
+// is appended to dst.
+func (sc *Scope) outcome(rec *record, dst []byte) (Result, error) {
 	sc.store.stats.replays.Add(1)
 	res := Result{
 		Replayed:  true,
@@ -353,7 +366,10 @@ func (sc *Scope) outcome(rec *record) (Result, error) {
 	}
 	switch rec.state {
 	case StateCompleted:
-		res.Value = bytes.Clone(rec.value)
+		res.Value = append(dst, rec.value...)
+		if res.Value == nil {
+			res.Value = []byte{} // an empty result is still a result
+		}
 		return res, nil
 	case StateFailed:
 		return res, &FailureError{Message: string(rec.value)}

@@ -505,3 +505,25 @@ func TestInvalidInput(t *testing.T) {
 		assert.ErrorIs(t, err, ErrInvalidScope)
 	})
 }
+
+func TestDoAppend(t *testing.T) {
+	ctx := testCtx(t)
+	sc := scopeTest(t, openTest(t, Options{InMemory: true}), "s", ScopeOptions{})
+	first, err := sc.DoAppend(ctx, []byte("ignored:"), "k", nil, value(new(int), "v1"))
+	require.NoError(t, err)
+	assert.Equal(t, "v1", string(first.Value), "a first execution returns fn's value")
+	dst := make([]byte, 0, 64)
+	dst = append(dst, "prefix:"...)
+	res, err := sc.DoAppend(ctx, dst, "k", nil, value(new(int), "v2"))
+	require.NoError(t, err)
+	assert.True(t, res.Replayed)
+	assert.Equal(t, "prefix:v1", string(res.Value), "a replay is appended to dst")
+	assert.Equal(t, &dst[:1][0], &res.Value[0], "in dst's own array")
+
+	_, err = sc.Do(ctx, "empty", nil, value(new(int), ""))
+	require.NoError(t, err)
+	res, err = sc.DoAppend(ctx, nil, "empty", nil, value(new(int), "x"))
+	require.NoError(t, err)
+	assert.NotNil(t, res.Value, "an empty result is still a result")
+	assert.Empty(t, res.Value)
+}

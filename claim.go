@@ -53,9 +53,9 @@ func (cl *Claim) Complete(ctx context.Context, value []byte) error {
 // complete stores value and returns the record as stored.
 func (cl *Claim) complete(_ context.Context, value []byte) (*record, error) {
 	sc := cl.scope
-	rec := &record{state: StateCompleted, size: uint64(len(value)), value: value}
+	rec := &record{state: stateCompleted, size: uint64(len(value)), value: value}
 	if len(value) > sc.opts.MaxValueSize {
-		rec.state, rec.value = StateTooLarge, nil
+		rec.state, rec.value = stateTooLarge, nil
 	}
 	stored, err := cl.finish(rec, sc.opts.TTL)
 	if err == nil {
@@ -76,7 +76,7 @@ func (cl *Claim) Fail(_ context.Context, failure error) error {
 	if len(msg) > sc.opts.MaxValueSize {
 		msg = msg[:sc.opts.MaxValueSize]
 	}
-	rec := &record{state: StateFailed, size: uint64(len(msg)), value: []byte(msg)}
+	rec := &record{state: stateFailed, size: uint64(len(msg)), value: []byte(msg)}
 	_, err := cl.finish(rec, sc.opts.FailureTTL)
 	if err == nil {
 		sc.store.stats.failed.Add(1)

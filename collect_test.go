@@ -61,7 +61,7 @@ func TestGCDeletesRecordsTheEngineHides(t *testing.T) {
 	// A record whose engine expiry has passed: Badger hides it at once but
 	// keeps its bytes until a deletion lets compaction drop them.
 	k := appendKey(nil, sc.prefix, "hidden")
-	buf := encode(&record{state: StateCompleted, expires: time.Now().Add(time.Hour).UnixNano()})
+	buf := encode(&record{state: stateCompleted, expires: time.Now().Add(time.Hour).UnixNano()})
 	require.NoError(t, st.be.set(k, buf, uint64(time.Now().Unix()-1)))
 
 	gc, err := st.GC(ctx)

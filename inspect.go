@@ -226,7 +226,7 @@ func (s *Store) describe(k, v []byte, withValue bool) (RecordInfo, bool) {
 		return info, true
 	}
 	info.State = rec.state.String()
-	if rec.state == StateInProgress && !s.live(k) {
+	if rec.state == stateInProgress && !s.live(k) {
 		info.State = "orphaned"
 	}
 	info.Epoch = rec.epoch

@@ -21,7 +21,7 @@ type modelStore struct {
 }
 
 type modelRecord struct {
-	state   State
+	state   recordState
 	value   string
 	fp      []byte
 	expires time.Time
@@ -72,9 +72,9 @@ func (m *modelStore) do(now time.Time, id string, fp []byte, kind outcomeKind, v
 			return modelAnswer{err: "mismatch"}
 		}
 		switch r.state {
-		case StateCompleted:
+		case stateCompleted:
 			return modelAnswer{value: r.value, replayed: true}
-		case StateTooLarge:
+		case stateTooLarge:
 			return modelAnswer{replayed: true, err: "too large"}
 		default:
 			return modelAnswer{replayed: true, err: "failure:" + r.value}
@@ -82,15 +82,15 @@ func (m *modelStore) do(now time.Time, id string, fp []byte, kind outcomeKind, v
 	}
 	switch kind {
 	case returnValue:
-		st := StateCompleted
+		st := stateCompleted
 		if len(v) > modelOptions.MaxValueSize {
-			st = StateTooLarge
+			st = stateTooLarge
 		}
 		m.recs[id] = modelRecord{state: st, value: v, fp: fp, expires: now.Add(modelOptions.TTL)}
 		return modelAnswer{value: v, ran: true}
 	case returnPermanent:
 		msg := v[:min(len(v), modelOptions.MaxValueSize)] // stored messages are cut to the limit
-		m.recs[id] = modelRecord{state: StateFailed, value: msg, fp: fp, expires: now.Add(modelOptions.FailureTTL)}
+		m.recs[id] = modelRecord{state: stateFailed, value: msg, fp: fp, expires: now.Add(modelOptions.FailureTTL)}
 		return modelAnswer{err: "permanent:" + v, ran: true}
 	case doPanic:
 		return modelAnswer{err: "panic", ran: true}

@@ -7,32 +7,32 @@ import (
 	"time"
 )
 
-// State is the stage of a stored record.
-type State uint8
+// recordState is the stage of a stored record.
+type recordState uint8
 
 const (
-	// StateInProgress: a caller claimed the key and has not finished. A
+	// stateInProgress: a caller claimed the key and has not finished. A
 	// persisted in-progress record that no live call owns is an orphan.
-	StateInProgress State = 1
-	// StateCompleted: the result is stored and replayed.
-	StateCompleted State = 2
-	// StateFailed: a permanent failure is stored and replayed.
-	StateFailed State = 3
-	// StateTooLarge: the result exceeded the scope's MaxValueSize; only its
+	stateInProgress recordState = 1
+	// stateCompleted: the result is stored and replayed.
+	stateCompleted recordState = 2
+	// stateFailed: a permanent failure is stored and replayed.
+	stateFailed recordState = 3
+	// stateTooLarge: the result exceeded the scope's MaxValueSize; only its
 	// size is stored, and replays return ErrValueTooLarge.
-	StateTooLarge State = 4
+	stateTooLarge recordState = 4
 )
 
 // String returns the state's name as the CLI and RecordInfo spell it.
-func (s State) String() string {
+func (s recordState) String() string {
 	switch s {
-	case StateInProgress:
+	case stateInProgress:
 		return "in_progress"
-	case StateCompleted:
+	case stateCompleted:
 		return "completed"
-	case StateFailed:
+	case stateFailed:
 		return "failed"
-	case StateTooLarge:
+	case stateTooLarge:
 		return "too_large"
 	}
 	return fmt.Sprintf("state(%d)", uint8(s))
@@ -41,13 +41,13 @@ func (s State) String() string {
 // record is one key's stored state. Times are Unix nanoseconds of the
 // store's clock; expires is the exact deadline that every read checks.
 type record struct {
-	state       State
+	state       recordState
 	epoch       uint64 // the Open that wrote it
 	created     int64
 	expires     int64
-	size        uint64 // length of the result, also for StateTooLarge
+	size        uint64 // length of the result, also for stateTooLarge
 	fingerprint []byte
-	value       []byte // the result, or the failure message for StateFailed
+	value       []byte // the result, or the failure message for stateFailed
 }
 
 func (r *record) expired(now time.Time) bool { return now.UnixNano() >= r.expires }
@@ -98,7 +98,7 @@ func decodeRecord(b []byte, r *record) error {
 	if v := d.byte(); v != codecVersion {
 		return corrupt("unknown version %d", v)
 	}
-	r.state = State(d.byte())
+	r.state = recordState(d.byte())
 	r.epoch = d.uvarint()
 	r.created = int64(d.uint64())
 	r.expires = int64(d.uint64())
@@ -111,7 +111,7 @@ func decodeRecord(b []byte, r *record) error {
 	if len(d.b) != 0 {
 		return corrupt("%d trailing bytes", len(d.b))
 	}
-	if r.state < StateInProgress || r.state > StateTooLarge {
+	if r.state < stateInProgress || r.state > stateTooLarge {
 		return corrupt("unknown state %d", r.state)
 	}
 	if len(r.fingerprint) == 0 {

@@ -12,10 +12,10 @@ import (
 
 func sampleRecords() []record {
 	return []record{
-		{state: StateInProgress, epoch: 1, created: 10, expires: 20, fingerprint: []byte("fp")},
-		{state: StateCompleted, epoch: 7, created: -5, expires: 1 << 62, size: 5, value: []byte("hello")},
-		{state: StateFailed, epoch: 1 << 40, size: 8, value: []byte("declined"), fingerprint: make([]byte, MaxFingerprintLen)},
-		{state: StateTooLarge, epoch: 2, size: 1 << 30},
+		{state: stateInProgress, epoch: 1, created: 10, expires: 20, fingerprint: []byte("fp")},
+		{state: stateCompleted, epoch: 7, created: -5, expires: 1 << 62, size: 5, value: []byte("hello")},
+		{state: stateFailed, epoch: 1 << 40, size: 8, value: []byte("declined"), fingerprint: make([]byte, MaxFingerprintLen)},
+		{state: stateTooLarge, epoch: 2, size: 1 << 30},
 	}
 }
 
@@ -50,9 +50,9 @@ func TestRecordCorruptionIsDetected(t *testing.T) {
 }
 
 func TestStateString(t *testing.T) {
-	assert.Equal(t, "in_progress", StateInProgress.String())
-	assert.Equal(t, "too_large", StateTooLarge.String())
-	assert.Equal(t, "state(9)", State(9).String())
+	assert.Equal(t, "in_progress", stateInProgress.String())
+	assert.Equal(t, "too_large", stateTooLarge.String())
+	assert.Equal(t, "state(9)", recordState(9).String())
 }
 
 // FuzzDecodeRecord checks that no input makes the decoder panic, and that

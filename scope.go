@@ -270,7 +270,7 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 			sh.finish(k, c, nil, false)
 			return nil, nil, fmt.Errorf("scope %q: %w", sc.name, err)
 		}
-		if rec != nil && rec.state == StateInProgress {
+		if rec != nil && rec.state == stateInProgress {
 			// This caller owns the key in this process, so whoever wrote
 			// the in-progress record is gone: an earlier epoch that
 			// crashed, or a call of this one that could not record its
@@ -314,7 +314,7 @@ func (sc *Scope) claim(k []byte, sh *shard, c *call, fingerprint []byte, size in
 	if sc.opts.Orphans == OrphanReport {
 		now := st.now()
 		rec := &record{
-			state:       StateInProgress,
+			state:       stateInProgress,
 			epoch:       st.epoch,
 			created:     now.UnixNano(),
 			expires:     deadline(now, sc.opts.OrphanTTL),
@@ -349,7 +349,7 @@ func (sc *Scope) check(rec *record, fingerprint []byte) error {
 		sc.store.stats.mismatches.Add(1)
 		return ErrFingerprintMismatch
 	}
-	if rec.state == StateInProgress {
+	if rec.state == stateInProgress {
 		return ErrOutcomeUnknown
 	}
 	return nil
@@ -365,15 +365,15 @@ func (sc *Scope) outcome(rec *record, dst []byte) (Result, error) {
 		ExpiresAt: timeOf(rec.expires),
 	}
 	switch rec.state {
-	case StateCompleted:
+	case stateCompleted:
 		res.Value = append(dst, rec.value...)
 		if res.Value == nil {
 			res.Value = []byte{} // an empty result is still a result
 		}
 		return res, nil
-	case StateFailed:
+	case stateFailed:
 		return res, &FailureError{Message: string(rec.value)}
-	default: // StateTooLarge
+	default: // stateTooLarge
 		return res, fmt.Errorf("%w: %d bytes, scope limit %d", ErrValueTooLarge, rec.size, sc.opts.MaxValueSize)
 	}
 }

@@ -112,7 +112,7 @@ func (sh *shard) finish(key []byte, c *call, rec *record, cache bool) {
 	c.rec = rec
 	sh.mu.Lock()
 	delete(sh.calls, string(key))
-	if cache && rec != nil && rec.state != StateInProgress {
+	if cache && rec != nil && rec.state != stateInProgress {
 		sh.cache.put(string(key), rec)
 	}
 	sh.mu.Unlock()

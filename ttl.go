@@ -2,9 +2,11 @@ package idem
 
 import "time"
 
-// Default retention of records, used where ScopeOptions leave it zero.
+// Defaults for the ScopeOptions fields left zero.
 const (
-	DefaultTTL          = 24 * time.Hour
+	// DefaultTTL is how long a completed result is kept.
+	DefaultTTL = 24 * time.Hour
+	// DefaultMaxValueSize is the largest result stored, in bytes.
 	DefaultMaxValueSize = 1 << 20
 	// maxValueSizeLimit bounds ScopeOptions.MaxValueSize so that every
 	// value fits comfortably in one Badger value-log file.

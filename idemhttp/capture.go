@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"net"
 	"net/http"
+	"strings"
 )
 
 // captureWriter writes the handler's response through to the client and
@@ -86,8 +87,23 @@ func (c *captureWriter) result() *storedResponse {
 	if status == 0 { // the handler wrote nothing: net/http sends 200
 		status, header = http.StatusOK, c.w.Header().Clone()
 	}
-	if c.streamed || c.overflow || status == http.StatusSwitchingProtocols {
+	if c.streamed || c.overflow || status == http.StatusSwitchingProtocols || hasTrailers(c.w.Header()) {
 		return &storedResponse{kind: kindUnavailable, status: status}
 	}
 	return &storedResponse{kind: kindReplayable, status: status, header: header, body: c.body.Bytes()}
+}
+
+// hasTrailers reports whether the response declares or sets trailers,
+// which a stored response does not keep: such a response is not
+// replayable rather than replayed without them.
+func hasTrailers(h http.Header) bool {
+	if len(h.Values("Trailer")) > 0 {
+		return true
+	}
+	for name := range h {
+		if strings.HasPrefix(name, http.TrailerPrefix) {
+			return true
+		}
+	}
+	return false
 }

@@ -303,6 +303,15 @@ func TestUnreplayableResponsesAreTombstones(t *testing.T) {
 		"oversized": func(w http.ResponseWriter, r *http.Request) {
 			_, _ = w.Write(make([]byte, 5000))
 		},
+		"declared trailer": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Trailer", "X-Checksum")
+			_, _ = io.WriteString(w, "body")
+			w.Header().Set("X-Checksum", "abc")
+		},
+		"trailer prefix": func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, "body")
+			w.Header().Set(http.TrailerPrefix+"X-Checksum", "abc")
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t, idem.ScopeOptions{MaxValueSize: 4096}, Options{}, inner)

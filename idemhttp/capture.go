@@ -47,15 +47,16 @@ func (c *captureWriter) Write(p []byte) (int, error) {
 	if c.status == 0 {
 		c.WriteHeader(http.StatusOK)
 	}
+	n, err := c.w.Write(p) // what the client did not get (a body on a 204, say) is not recorded either
 	if !c.overflow {
-		if c.body.Len()+len(p) > c.limit {
+		if c.body.Len()+n > c.limit {
 			c.overflow = true
 			c.body.Reset()
 		} else {
-			c.body.Write(p)
+			c.body.Write(p[:n])
 		}
 	}
-	return c.w.Write(p)
+	return n, err
 }
 
 // Flush sends what is buffered to the client; the response is then a

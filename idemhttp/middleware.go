@@ -328,9 +328,13 @@ func (m *middleware) replay(w http.ResponseWriter, r *http.Request, key string, 
 		h[name] = values
 	}
 	h.Set("Idempotent-Replayed", "true")
-	h.Set("Content-Length", fmt.Sprint(len(stored.body)))
+	if bodyAllowed(stored.status) {
+		h.Set("Content-Length", fmt.Sprint(len(stored.body)))
+	}
 	w.WriteHeader(stored.status)
-	_, _ = w.Write(stored.body)
+	if bodyAllowed(stored.status) {
+		_, _ = w.Write(stored.body)
+	}
 }
 
 // writeError answers for an error of the store.
@@ -361,4 +365,9 @@ func (m *middleware) logStoreError(r *http.Request, key, op string, err error) {
 	sum := sha256.Sum256([]byte(key))
 	m.opts.Logger.ErrorContext(r.Context(), "idemhttp: "+op+" failed",
 		"key_sha256", hex.EncodeToString(sum[:8]), "method", r.Method, "path", r.URL.Path, "err", err)
+}
+
+// bodyAllowed reports whether a response with status may have a body.
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }

@@ -480,3 +480,24 @@ func TestCaptureWriterPassesThroughResponseController(t *testing.T) {
 	assert.True(t, cw.streamed)
 	assert.Equal(t, kindUnavailable, cw.result().kind)
 }
+
+func TestNoContentReplaysWithoutBody(t *testing.T) {
+	f := newFixture(t, idem.ScopeOptions{}, Options{}, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+		_, _ = io.WriteString(w, "not allowed on the wire")
+	})
+	srv := httptest.NewServer(f.h)
+	defer srv.Close()
+	for range 2 {
+		req, _ := http.NewRequest("POST", srv.URL, strings.NewReader(`{}`))
+		req.Header.Set("Idempotency-Key", "k")
+		req.Header.Set("Authorization", "Bearer alice")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+		assert.Empty(t, body)
+	}
+	assert.Equal(t, int32(1), f.runs.Load())
+}

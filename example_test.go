@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"time"
 
 	"github.com/idemkit/idem"
 )
@@ -104,4 +105,29 @@ func ExamplePermanent() {
 	// Output:
 	// first: card declined
 	// retry: card declined true
+}
+
+// Expired records are deleted by a background collector, or now with GC.
+func ExampleStore_GC() {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	st, err := idem.Open(idem.Options{InMemory: true, Now: func() time.Time { return now }})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+	hooks, _ := st.Scope("webhooks", idem.ScopeOptions{TTL: time.Hour})
+	for _, id := range []string{"evt_1", "evt_2", "evt_3"} {
+		_, _ = hooks.Do(context.Background(), id, nil, func(context.Context) ([]byte, error) { return []byte("ok"), nil })
+	}
+	fmt.Println("keys:", st.Stats().Scopes["webhooks"].Keys)
+
+	now = now.Add(time.Hour) // every record has expired
+	gc, err := st.GC(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("deleted %d, live %d, keys: %d\n", gc.Deleted, gc.Live, st.Stats().Scopes["webhooks"].Keys)
+	// Output:
+	// keys: 3
+	// deleted 3, live 0, keys: 0
 }

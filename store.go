@@ -39,7 +39,7 @@ type Options struct {
 	Now func() time.Time
 
 	// CacheBytes bounds the cache of finished records that serves replays
-	// without reading the disk. Zero means 16 MiB; negative turns it off.
+	// without reading the disk. Zero means 64 MiB; negative turns it off.
 	// Records enter it when they are replayed, not when first stored.
 	CacheBytes int
 
@@ -66,7 +66,7 @@ type Options struct {
 }
 
 // defaultCacheBytes is the record cache size when Options.CacheBytes is 0.
-const defaultCacheBytes = 16 << 20
+const defaultCacheBytes = 64 << 20
 
 // Store is an open idempotency store. It is safe for concurrent use. Work
 // is done through the [Scope] values it hands out.

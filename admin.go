@@ -70,30 +70,32 @@ func (s *Store) AdminHandler(opts AdminOptions) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, info)
 	})
-	mux.HandleFunc("POST /gc", func(w http.ResponseWriter, r *http.Request) {
-		if !opts.AllowMutations {
-			writeError(w, http.StatusForbidden, errMutationsOff)
-			return
+	// mutation guards a handler that changes the store.
+	mutation := func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if !opts.AllowMutations {
+				writeError(w, http.StatusForbidden, errMutationsOff)
+				return
+			}
+			h(w, r)
 		}
+	}
+	mux.HandleFunc("POST /gc", mutation(func(w http.ResponseWriter, r *http.Request) {
 		stats, err := s.GC(r.Context())
 		if err != nil {
 			writeError(w, statusOf(err), err)
 			return
 		}
 		writeJSON(w, http.StatusOK, stats)
-	})
-	mux.HandleFunc("POST /delete", func(w http.ResponseWriter, r *http.Request) {
-		if !opts.AllowMutations {
-			writeError(w, http.StatusForbidden, errMutationsOff)
-			return
-		}
+	}))
+	mux.HandleFunc("POST /delete", mutation(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		if err := s.Delete(r.Context(), q.Get("scope"), q.Get("tenant"), q.Get("key")); err != nil {
 			writeError(w, statusOf(err), err)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
-	})
+	}))
 	return mux
 }
 

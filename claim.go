@@ -128,8 +128,7 @@ func (cl *Claim) Release(_ context.Context) error {
 		err = cl.scope.store.io(func(be backend) error { return be.delete(cl.key) })
 	}
 	if err == nil {
-		cl.scope.usage.bytes.Add(-cl.size)
-		cl.scope.usage.keys.Add(-1)
+		cl.scope.usage.remove(cl.size)
 	}
 	cl.scope.store.stats.released.Add(1)
 	cl.end(nil)

@@ -94,11 +94,7 @@ func (s *Store) sweep(ctx context.Context, stats *GCStats) error {
 				size := recordSize(key, len(value))
 				var rec record
 				if !hidden && (decodeRecord(value, &rec) != nil || !rec.expired(now)) {
-					scope, _, _, _ := splitKey(key)
-					c := counted[scope]
-					c.Keys++
-					c.Bytes += size
-					counted[scope] = c
+					tally(counted, key, size)
 					return nil // live, or damaged: left for its owner to see
 				}
 				expired = append(expired, expiredKey{key: append([]byte(nil), key...), size: size})
@@ -120,7 +116,6 @@ func (s *Store) sweep(ctx context.Context, stats *GCStats) error {
 		}
 	}
 	s.recount(before, counted)
-	stats.Live = 0
 	for _, c := range counted {
 		stats.Live += c.Keys
 	}
@@ -177,24 +172,30 @@ func (s *Store) deleteExpired(keys []expiredKey, stats *GCStats) error {
 // recount replaces each scope's usage with what a sweep counted, keeping
 // the changes made while it ran (before is the usage when it started).
 func (s *Store) recount(before, counted map[string]ScopeStats) {
-	s.usage.mu.Lock()
-	names := make([]string, 0, len(s.usage.m)+len(counted))
-	for name := range s.usage.m {
-		names = append(names, name)
+	names := make(map[string]bool, len(before)+len(counted))
+	for name := range before {
+		names[name] = true
 	}
-	s.usage.mu.Unlock()
 	for name := range counted {
-		names = append(names, name)
+		names[name] = true
 	}
-	for _, name := range names {
+	for name := range names {
 		u := s.usage.of(name)
 		b, c := before[name], counted[name]
 		// Swap the count the sweep started from for the one it made; what
 		// changed meanwhile stays in the counters.
 		u.keys.Add(c.Keys - b.Keys)
 		u.bytes.Add(c.Bytes - b.Bytes)
-		before[name] = c // a name listed twice is adjusted once
 	}
+}
+
+// tally counts the record stored under key, size bytes, in its scope.
+func tally(counted map[string]ScopeStats, key []byte, size int64) {
+	scope, _, _, _ := splitKey(key)
+	c := counted[scope]
+	c.Keys++
+	c.Bytes += size
+	counted[scope] = c
 }
 
 // census counts the stored records of every scope, once, at Open.
@@ -202,11 +203,7 @@ func (s *Store) census() error {
 	counted := make(map[string]ScopeStats)
 	err := s.io(func(be backend) error {
 		return be.scan([]byte{recordPrefix}, func(key, value []byte) error {
-			scope, _, _, _ := splitKey(key)
-			c := counted[scope]
-			c.Keys++
-			c.Bytes += recordSize(key, len(value))
-			counted[scope] = c
+			tally(counted, key, recordSize(key, len(value)))
 			return nil
 		})
 	})

@@ -192,9 +192,7 @@ func (s *Store) Delete(_ context.Context, scope, tenant, key string) error {
 		return ErrNotFound
 	}
 	scopeName, _, _, _ := splitKey(k)
-	u := s.usage.of(scopeName)
-	u.keys.Add(-1)
-	u.bytes.Add(-size)
+	s.usage.of(scopeName).remove(size)
 	return nil
 }
 

@@ -153,15 +153,14 @@ func Open(opts Options) (*Store, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopCollector = cancel
-	switch {
-	case opts.ReadOnly:
-		close(s.collectorDone)
-	case opts.GCInterval == 0:
-		go s.collect(ctx, DefaultGCInterval)
-	case opts.GCInterval > 0:
-		go s.collect(ctx, opts.GCInterval)
-	default:
-		close(s.collectorDone)
+	interval := opts.GCInterval
+	if interval == 0 {
+		interval = DefaultGCInterval
+	}
+	if opts.ReadOnly || interval < 0 {
+		close(s.collectorDone) // no collector
+	} else {
+		go s.collect(ctx, interval)
 	}
 	opts.Logger.Debug("idem: store opened", "dir", opts.Dir, "epoch", epoch)
 	return s, nil

@@ -15,6 +15,12 @@ type usage struct {
 	bytes atomic.Int64
 }
 
+// remove takes a deleted record of size bytes off the counts.
+func (u *usage) remove(size int64) {
+	u.keys.Add(-1)
+	u.bytes.Add(-size)
+}
+
 // usages maps scope names to their usage, including scopes found on disk
 // that no caller has opened in this process.
 type usages struct {

@@ -19,21 +19,15 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := newFlags("get", getUsage, stderr)
 	var t target
 	t.register(fs)
-	scope := fs.String("scope", "", "the key's scope (required)")
-	tenant := fs.String("tenant", "", "the key's tenant")
+	var k keyArgs
+	k.register(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *scope == "" || fs.NArg() != 1 {
-		return usagef("get needs -scope and one KEY")
-	}
-	src, err := t.open(false)
+	src, err := t.openForKey(fs, args, &k, false)
 	if err != nil {
 		return err
 	}
 	defer src.close()
-	r, err := src.lookup(ctx, *scope, *tenant, fs.Arg(0))
+	r, err := src.lookup(ctx, k.scope, k.tenant, k.key)
 	if err != nil {
 		return err
 	}

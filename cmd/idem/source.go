@@ -34,6 +34,28 @@ func (t *target) register(fs *flag.FlagSet) {
 	fs.StringVar(&t.url, "url", "", "admin handler URL of a running process")
 }
 
+// keyArgs are the flags and argument naming one record: -scope, -tenant
+// and KEY.
+type keyArgs struct{ scope, tenant, key string }
+
+func (k *keyArgs) register(fs *flag.FlagSet) {
+	fs.StringVar(&k.scope, "scope", "", "the key's scope (required)")
+	fs.StringVar(&k.tenant, "tenant", "", "the key's tenant")
+}
+
+// openForKey parses the flags of a command about one record and connects
+// to the store.
+func (t *target) openForKey(fs *flag.FlagSet, args []string, k *keyArgs, mutating bool) (source, error) {
+	if err := parse(fs, args); err != nil {
+		return nil, err
+	}
+	if k.scope == "" || fs.NArg() != 1 {
+		return nil, usagef("%s needs -scope and one KEY", fs.Name())
+	}
+	k.key = fs.Arg(0)
+	return t.open(mutating)
+}
+
 // openWithoutArgs parses the flags of a command that takes no arguments
 // and connects to the store.
 func (t *target) openWithoutArgs(fs *flag.FlagSet, args []string, mutating bool) (source, error) {

@@ -290,19 +290,13 @@ func (m *middleware) serveWaiting(w http.ResponseWriter, r *http.Request, scope 
 		ran = true
 		return m.capture(w, r) // the handler keeps the request's own context
 	})
-	switch {
-	case ran && errors.Is(err, errRelease):
-		return
-	case ran && err != nil:
-		m.logStoreError(r, key, "store response", err) // the response was sent
-		return
-	case ran:
-		return
-	case err != nil:
-		m.writeError(w, r, key, err)
+	if ran { // this request ran the handler, whose response was sent
+		if err != nil && !errors.Is(err, errRelease) {
+			m.logStoreError(r, key, "store response", err)
+		}
 		return
 	}
-	m.replay(w, r, key, res, nil)
+	m.replay(w, r, key, res, err)
 }
 
 // replay writes a stored response, or the error a stored outcome stands

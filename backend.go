@@ -1,42 +1,111 @@
 package idem
 
-import "context"
+import (
+	"context"
+	"errors"
+	"time"
+)
 
-// backend is the storage engine under the store: a durable map from
-// persisted keys to encoded records with engine-side expiry.
+// Backend is the storage engine under a [Store]: a map from keys to
+// entries that also decides, atomically, who owns a key. The store keeps
+// its records in entries as opaque bytes; the backend knows only whether
+// an entry is in progress (held by an owner under a lease) or finished.
 //
-// The store never asks a backend to arbitrate races. All work on one key
-// is serialised by the key's shard before it reaches the backend, and a
-// directory lock makes this process the only writer, so a plain read
-// followed by a plain write is an atomic check-and-set. A backend shared by
-// several processes must bring its own atomicity.
-type backend interface {
-	// get appends the value stored under key to dst. found is false when
-	// the key is absent or the engine has expired it.
-	get(dst, key []byte) (value []byte, found bool, err error)
-	// set durably stores value under key (a claim or a completion); the
-	// engine may drop it after the Unix second expiresAt.
-	set(key, value []byte, expiresAt uint64) error
-	// delete durably removes key (a release).
-	delete(key []byte) error
-	// deleteAll durably removes keys, together.
-	deleteAll(keys [][]byte) error
-	// scan calls fn for every live key with prefix, in key order. key and
-	// value are valid only during the call.
-	scan(prefix []byte, fn func(key, value []byte) error) error
-	// sweep calls fn for up to limit keys from start on (in key order) whose
-	// newest version is not a deletion, with hidden true and no value for
-	// those the engine has already expired, and returns the key to go on
-	// from (nil at the end). key and value are valid only during the call.
-	sweep(start []byte, limit int, fn func(key, value []byte, hidden bool) error) (next []byte, err error)
-	// reclaim asks the engine to give back the space of deleted and
-	// expired records, and reports the value-log files it rewrote.
-	reclaim(ctx context.Context) (rewrites int, err error)
-	// diskSize is the bytes the store occupies on disk.
-	diskSize() int64
-	// currentEpoch returns the store's epoch counter.
-	currentEpoch() (uint64, error)
-	// nextEpoch durably increments and returns the store's epoch counter.
-	nextEpoch() (uint64, error)
-	close() error
+// The default backend is Badger in [Options.Dir] (see [OpenBadger]); the
+// idemredis package provides one that several processes share. Package
+// backendtest checks an implementation against this contract.
+//
+// Methods are called concurrently, also for one key. Keys are at most
+// 1 KiB; slices passed in must not be kept after the call returns, and
+// slices returned belong to the caller.
+type Backend interface {
+	// Claim atomically makes the caller the owner of key, storing
+	// req.Value as its in-progress entry, if key holds no entry, or holds
+	// one that req allows to replace (see ClaimRequest). Otherwise it
+	// leaves key alone and reports the entry there.
+	Claim(ctx context.Context, key []byte, req ClaimRequest) (ClaimResult, error)
+	// Renew extends owner's lease on key to lease from now; a lease of 0
+	// ends it at once, so that the entry is lapsed. It returns
+	// ErrLeaseLost if key is not held by owner.
+	Renew(ctx context.Context, key []byte, owner uint64, lease time.Duration) error
+	// Complete durably replaces owner's in-progress entry with the
+	// finished value, kept for ttl. It returns ErrLeaseLost, changing
+	// nothing, if key is not held by owner. An owner whose lease lapsed
+	// may still complete as long as nobody has taken the key over.
+	Complete(ctx context.Context, key []byte, owner uint64, value []byte, ttl time.Duration) error
+	// Release durably deletes owner's in-progress entry, or returns
+	// ErrLeaseLost if key is not held by owner.
+	Release(ctx context.Context, key []byte, owner uint64) error
+	// Get returns the entry under key; found is false if there is none or
+	// it has expired.
+	Get(ctx context.Context, key []byte) (e Entry, found bool, err error)
+	// Delete durably removes the entry under key, whatever it holds. An
+	// owner of a deleted in-progress entry loses it (ErrLeaseLost).
+	Delete(ctx context.Context, key []byte) error
+	// Scan calls fn for every live entry whose key starts with prefix, in
+	// no particular order, and stops at fn's first error. key and e are
+	// valid only during the call.
+	Scan(ctx context.Context, prefix []byte, fn func(key []byte, e Entry) error) error
+	// Close releases the backend's resources.
+	Close() error
 }
+
+// ClaimRequest is what [Backend.Claim] stores, and when it may replace an
+// existing entry.
+type ClaimRequest struct {
+	// Value is the in-progress entry's content.
+	Value []byte
+	// Lease is how long the claim holds the key without being renewed.
+	Lease time.Duration
+	// TTL is how long the entry is kept if it is never completed or
+	// released; at least Lease.
+	TTL time.Duration
+	// Takeover allows replacing an in-progress entry whose lease has
+	// lapsed: its owner is presumed dead.
+	Takeover bool
+	// Stale, if not nil, allows replacing a finished or lapsed entry that
+	// holds exactly these bytes: one the caller found expired by its own
+	// clock.
+	Stale []byte
+	// Volatile says the claim need not outlive the caller's process: a
+	// backend used by that process alone may keep it in memory. Other
+	// backends store it like any claim.
+	Volatile bool
+}
+
+// ClaimResult is the answer of [Backend.Claim].
+type ClaimResult struct {
+	// Owner is the token the caller now holds the key with, or 0 if the
+	// claim was refused. Tokens are never 0, and successive owners of one
+	// key get increasing tokens, so they can fence stale writers.
+	Owner uint64
+	// Found reports that key held an entry, Prev: the one that refused the
+	// claim, or the one it replaced.
+	Found bool
+	Prev  Entry
+}
+
+// Entry is what a backend holds under a key.
+type Entry struct {
+	// Value is the content stored by Claim or Complete.
+	Value []byte
+	// Owner is the token of the in-progress entry's owner, or 0 for a
+	// finished entry.
+	Owner uint64
+	// Lapsed reports an in-progress entry whose lease has run out (by the
+	// backend's clock): its owner is presumed dead.
+	Lapsed bool
+}
+
+// ErrLeaseLost is returned by [Claim.Complete], [Claim.Fail] and
+// [Claim.Release] (and by a [Backend]) when the caller no longer owns its
+// key: its lease lapsed and another caller took the key over, or the record
+// was deleted. Nothing was stored. [Scope.Do] also cancels the context of
+// its function with this cause once the loss is noticed.
+var ErrLeaseLost = errors.New("idem: claim lost: another caller owns the key")
+
+// Lease defaults: a claim is held for DefaultLease and renewed every third
+// of it while its work runs.
+const (
+	DefaultLease = 15 * time.Second
+)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -24,6 +25,34 @@ type badgerBackend struct {
 	dir      string
 	inMemory bool
 	copyDir  string // a private copy opened instead of dir, removed by close
+
+	epoch uint64        // this Open's number, counting from 1 (read-only: the last one)
+	seq   atomic.Uint64 // claims made in this epoch, for owner tokens
+	holds holds
+}
+
+// OpenBadger opens the embedded default backend as [Open] does without
+// Options.Backend, from opts' Dir, InMemory, SyncWrites, ReadOnly and
+// Logger: for tests of the [Backend] contract, or to pass a Badger backend
+// in Options.Backend. Like the directory, it serves one Store at a time.
+func OpenBadger(opts Options) (Backend, error) {
+	if err := checkBadgerOptions(opts); err != nil {
+		return nil, err
+	}
+	return openBadger(opts)
+}
+
+// checkBadgerOptions validates the Options fields of the Badger backend.
+func checkBadgerOptions(opts Options) error {
+	switch {
+	case opts.InMemory && opts.Dir != "":
+		return invalid(ErrInvalidOptions, "Dir must be empty with InMemory")
+	case !opts.InMemory && opts.Dir == "":
+		return invalid(ErrInvalidOptions, "Dir is required (or set InMemory, or Backend)")
+	case opts.InMemory && opts.ReadOnly:
+		return invalid(ErrInvalidOptions, "an in-memory store cannot be read-only")
+	}
+	return nil
 }
 
 // openBadger opens (or creates) the Badger database described by opts.
@@ -54,7 +83,17 @@ func openBadger(opts Options) (*badgerBackend, error) {
 	if copyDir != "" {
 		dir = copyDir
 	}
-	return &badgerBackend{db: db, commits: startCommitter(db), dir: dir, inMemory: opts.InMemory, copyDir: copyDir}, nil
+	b := &badgerBackend{db: db, commits: startCommitter(db), dir: dir, inMemory: opts.InMemory, copyDir: copyDir}
+	b.holds.init()
+	if opts.ReadOnly {
+		b.epoch, err = b.currentEpoch()
+	} else {
+		b.epoch, err = b.nextEpoch()
+	}
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("idem: epoch: %w", err), b.close())
+	}
+	return b, nil
 }
 
 // badgerOptions sizes Badger for a library embedded in someone else's
@@ -86,10 +125,10 @@ func badgerOptions(opts Options) badger.Options {
 		WithNumCompactors(2).
 		WithMetricsEnabled(false).
 		WithReadOnly(opts.ReadOnly).
-		// Conflict detection is off because the store never lets two
-		// transactions touch one key at once: same-key work is serialised
-		// by its shard and the directory lock excludes other writers (see
-		// backend). Reads are never used to validate a write.
+		// Conflict detection is off because no two transactions touch one
+		// key at once: a key's writes are made by the claim that holds it
+		// (see holds), and the directory lock excludes other writers.
+		// Reads are never used to validate a write.
 		WithDetectConflicts(false)
 	if opts.Logger == nil {
 		bo = bo.WithLogger(nil)
@@ -131,14 +170,6 @@ func (b *badgerBackend) get(dst, key []byte) ([]byte, bool, error) {
 	return dst, found, mapBadgerErr(err)
 }
 
-func (b *badgerBackend) set(key, value []byte, expiresAt uint64) error {
-	return mapBadgerErr(b.commits.write(change{key: key, value: value, expiresAt: expiresAt}))
-}
-
-func (b *badgerBackend) delete(key []byte) error {
-	return mapBadgerErr(b.commits.write(change{key: key, delete: true}))
-}
-
 func (b *badgerBackend) deleteAll(keys [][]byte) error {
 	changes := make([]change, len(keys))
 	for i, k := range keys {
@@ -170,7 +201,13 @@ func (b *badgerBackend) sweep(start []byte, limit int, fn func(key, value []byte
 			last = item.KeyCopy(last[:0])
 			n++
 			if !item.IsDeletedOrExpired() {
-				if err := item.Value(func(v []byte) error { return fn(item.Key(), v, false) }); err != nil {
+				err := item.Value(func(v []byte) error {
+					if e, err := unframe(v); err == nil {
+						v = e.Value
+					}
+					return fn(item.Key(), v, false)
+				})
+				if err != nil {
 					return err
 				}
 				continue

@@ -14,6 +14,7 @@ type recordCache struct {
 type cacheEntry struct {
 	key        string
 	rec        *record // shared, never modified
+	until      int64   // Unix nanoseconds the entry may be replayed until
 	size       int
 	prev, next *cacheEntry
 }
@@ -28,20 +29,21 @@ func (c *recordCache) init(limit int) {
 	c.lru.prev, c.lru.next = &c.lru, &c.lru
 }
 
-// get returns the record cached for key, or nil.
-func (c *recordCache) get(key []byte) *record {
+// get returns the record cached for key and until when it may be
+// replayed, or nil.
+func (c *recordCache) get(key []byte) (*record, int64) {
 	e := c.entries[string(key)]
 	if e == nil {
-		return nil
+		return nil, 0
 	}
 	c.unlink(e)
 	c.pushFront(e)
-	return e.rec
+	return e.rec, e.until
 }
 
-// put caches rec for key, replacing what was there. A record larger than
-// the whole cache is not kept.
-func (c *recordCache) put(key string, rec *record) {
+// put caches rec for key until the Unix nanosecond until, replacing what
+// was there. A record larger than the whole cache is not kept.
+func (c *recordCache) put(key string, rec *record, until int64) {
 	c.remove(key)
 	size := len(key) + len(rec.value) + len(rec.fingerprint) + cacheEntryOverhead
 	if size > c.limit {
@@ -50,7 +52,7 @@ func (c *recordCache) put(key string, rec *record) {
 	for c.used+size > c.limit {
 		c.drop(c.lru.prev)
 	}
-	e := &cacheEntry{key: key, rec: rec, size: size}
+	e := &cacheEntry{key: key, rec: rec, until: until, size: size}
 	c.entries[key] = e
 	c.used += size
 	c.pushFront(e)

@@ -1,6 +1,7 @@
 package idem
 
 import (
+	"context"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -14,43 +15,53 @@ func TestRecordCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	var c recordCache
 	c.init(3 * (cacheEntryOverhead + 2 + 8))
 	for i := range 3 {
-		c.put(fmt.Sprint("k", i), &record{value: make([]byte, 8)})
+		c.put(fmt.Sprint("k", i), &record{value: make([]byte, 8)}, 1)
 	}
-	require.NotNil(t, c.get([]byte("k0"))) // k1 is now the oldest
-	c.put("k3", &record{value: make([]byte, 8)})
-	assert.Nil(t, c.get([]byte("k1")))
+	require.NotNil(t, first(c.get([]byte("k0")))) // k1 is now the oldest
+	c.put("k3", &record{value: make([]byte, 8)}, 1)
+	assert.Nil(t, first(c.get([]byte("k1"))))
 	for _, k := range []string{"k0", "k2", "k3"} {
-		assert.NotNil(t, c.get([]byte(k)), k)
+		assert.NotNil(t, first(c.get([]byte(k))), k)
 	}
 	assert.LessOrEqual(t, c.used, c.limit)
 
-	c.put("big", &record{value: make([]byte, c.limit)})
-	assert.Nil(t, c.get([]byte("big")), "larger than the cache: not kept")
-	assert.NotNil(t, c.get([]byte("k3")), "and nothing evicted for it")
+	c.put("big", &record{value: make([]byte, c.limit)}, 1)
+	assert.Nil(t, first(c.get([]byte("big"))), "larger than the cache: not kept")
+	assert.NotNil(t, first(c.get([]byte("k3"))), "and nothing evicted for it")
 
-	c.put("k3", &record{value: []byte("new")})
-	assert.Equal(t, "new", string(c.get([]byte("k3")).value))
+	c.put("k3", &record{value: []byte("new")}, 2)
+	rec, until := c.get([]byte("k3"))
+	assert.Equal(t, "new", string(rec.value))
+	assert.Equal(t, int64(2), until)
 	c.remove("k3")
-	assert.Nil(t, c.get([]byte("k3")))
+	assert.Nil(t, first(c.get([]byte("k3"))))
 	assert.Len(t, c.entries, 2)
 }
 
-// countingBackend counts the reads that reach the backend.
+func first[A, B any](a A, _ B) A { return a }
+
+// countingBackend counts the lookups (claims and reads) that reach the
+// backend.
 type countingBackend struct {
-	backend
+	Backend
 	gets atomic.Int64
 }
 
-func (b *countingBackend) get(dst, key []byte) ([]byte, bool, error) {
+func (b *countingBackend) Get(ctx context.Context, key []byte) (Entry, bool, error) {
 	b.gets.Add(1)
-	return b.backend.get(dst, key)
+	return b.Backend.Get(ctx, key)
+}
+
+func (b *countingBackend) Claim(ctx context.Context, key []byte, req ClaimRequest) (ClaimResult, error) {
+	b.gets.Add(1)
+	return b.Backend.Claim(ctx, key, req)
 }
 
 func TestCachedReplayChecksExpiryAndFingerprint(t *testing.T) {
 	ctx := testCtx(t)
 	clock := newFakeClock()
 	st := openTest(t, Options{InMemory: true, Now: clock.Now})
-	be := &countingBackend{backend: st.be}
+	be := &countingBackend{Backend: st.be}
 	st.be = be
 	sc := scopeTest(t, st, "s", ScopeOptions{TTL: time.Minute})
 	_, err := sc.Do(ctx, "k", []byte("fp"), value(new(int), "v"))
@@ -78,7 +89,7 @@ func TestCachedReplayChecksExpiryAndFingerprint(t *testing.T) {
 func TestNoCache(t *testing.T) {
 	ctx := testCtx(t)
 	st := openTest(t, Options{InMemory: true, CacheBytes: -1})
-	be := &countingBackend{backend: st.be}
+	be := &countingBackend{Backend: st.be}
 	st.be = be
 	sc := scopeTest(t, st, "s", ScopeOptions{})
 	for range 3 {

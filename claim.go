@@ -20,14 +20,23 @@ type Claim struct {
 	call        *call
 	fingerprint []byte
 	owned       bool
-	size        int64 // bytes stored under key now: this claim's record, or the one it replaces
+	owner       uint64 // the backend's token for this claim
+	size        int64  // bytes counted for key in the scope's usage
 
-	mu       sync.Mutex // guards finished
+	mu       sync.Mutex // guards the fields below
 	finished bool
+	renewal  *time.Timer             // renews the lease (shared backends only)
+	cancel   context.CancelCauseFunc // cancels Do's function when the lease is lost
 }
 
 // Owned reports whether the caller holds the key and must run the work.
 func (cl *Claim) Owned() bool { return cl.owned }
+
+// Token returns an owned claim's fencing token (0 if not owned): successive
+// owners of a key get increasing tokens, so a system the work writes to can
+// refuse the writes of an owner that lost the key (see [ErrLeaseLost]) once
+// it has seen a newer token.
+func (cl *Claim) Token() uint64 { return cl.owner }
 
 // Result returns the stored outcome of a key the caller does not own, as
 // [Scope.Do] would return it: the value with Replayed true, a
@@ -93,15 +102,28 @@ func (cl *Claim) finish(rec *record, ttl time.Duration) (*record, error) {
 		return nil, ErrClaimFinished
 	}
 	sc := cl.scope
-	now := sc.store.now()
-	rec.epoch = sc.store.epoch
+	st := sc.store
+	if err := st.disk.allow(false); err != nil {
+		return nil, err
+	}
+	now := st.now()
+	rec.epoch = st.epoch
 	rec.created = now.UnixNano()
 	rec.expires = rec.created + ttl.Nanoseconds()
 	rec.fingerprint = cl.fingerprint
-	buf, err := cl.save(rec, now)
+	buf := encode(rec)
+	err := st.io(func(be Backend) error {
+		return be.Complete(context.Background(), cl.key, cl.owner, buf, ttl)
+	})
+	if errors.Is(err, ErrLeaseLost) {
+		cl.lose()
+	}
 	if err != nil {
 		return nil, err
 	}
+	size := recordSize(cl.key, len(buf))
+	sc.usage.bytes.Add(size - cl.size)
+	cl.size = size
 	// Waiters get a record that aliases the bytes written, never the
 	// caller's value slice, which the caller may reuse.
 	stored := new(record)
@@ -114,72 +136,120 @@ func (cl *Claim) finish(rec *record, ttl time.Duration) (*record, error) {
 
 // Release gives the key up without an outcome: the next call for it runs
 // the work again. Release after Complete, Fail or Release does nothing, so
-// it is safe to defer. If deleting a persisted claim fails, the key is
-// released in this process all the same, and its stored record becomes an
-// orphan.
-func (cl *Claim) Release(_ context.Context) error {
+// it is safe to defer. If deleting the claim fails, the key is released in
+// this process all the same, and a persisted claim becomes an orphan.
+func (cl *Claim) Release(ctx context.Context) error {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	if !cl.owned || cl.finished {
 		return nil
 	}
-	var err error
-	if cl.size > 0 {
-		err = cl.scope.store.io(func(be backend) error { return be.delete(cl.key) })
-	}
-	if err == nil {
+	st := cl.scope.store
+	err := st.io(func(be Backend) error {
+		return be.Release(context.WithoutCancel(ctx), cl.key, cl.owner)
+	})
+	switch {
+	case err == nil:
 		cl.scope.usage.remove(cl.size)
+	case errors.Is(err, ErrLeaseLost):
+		cl.lose()
+		return err
+	default:
+		cl.giveUp()
 	}
-	cl.scope.store.stats.released.Add(1)
+	st.stats.released.Add(1)
 	cl.end(nil)
 	return err
 }
 
-// save durably writes rec as the key's record and accounts for it in the
-// scope's usage; now is the time rec was made at. It returns the encoding
-// written.
-func (cl *Claim) save(rec *record, now time.Time) ([]byte, error) {
-	sc := cl.scope
-	if err := sc.store.disk.allow(false); err != nil {
-		return nil, err
-	}
-	buf := encode(rec)
-	err := sc.store.io(func(be backend) error {
-		return be.set(cl.key, buf, engineExpiry(now, rec.expires))
-	})
-	if err != nil {
-		return nil, err
-	}
-	size := recordSize(cl.key, len(buf))
-	sc.usage.bytes.Add(size - cl.size)
-	cl.size = size
-	return buf, nil
-}
-
-// abandon ends the claim in this process without touching what is stored,
-// after its outcome could not be stored: a persisted claim then remains as
-// an orphan, which is the truth (the work ran, its result is lost).
+// abandon ends the claim in this process after its outcome could not be
+// stored: the claim's lease is given up, so that a persisted claim lapses
+// into an orphan at once, which is the truth (the work ran, its result is
+// lost).
 func (cl *Claim) abandon() {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	if !cl.finished {
-		if cl.size == 0 {
-			cl.scope.usage.keys.Add(-1) // nothing stored: give the reservation back
-		}
+		cl.giveUp()
 		cl.scope.store.stats.released.Add(1)
 		cl.end(nil)
 	}
 }
 
+// giveUp ends the claim's lease in the backend, best effort. cl.mu is held.
+func (cl *Claim) giveUp() {
+	_ = cl.scope.store.io(func(be Backend) error {
+		return be.Renew(context.Background(), cl.key, cl.owner, 0)
+	})
+}
+
+// lose ends a claim that the backend no longer gives to this owner. The
+// key's usage is the new owner's now. cl.mu is held.
+func (cl *Claim) lose() {
+	if cl.cancel != nil {
+		cl.cancel(ErrLeaseLost)
+	}
+	cl.scope.usage.remove(cl.size)
+	cl.scope.store.stats.released.Add(1)
+	cl.end(nil)
+}
+
 // end marks the claim finished and wakes the duplicates. cl.mu is held.
 func (cl *Claim) end(rec *record) {
 	cl.finished = true
+	if cl.renewal != nil {
+		cl.renewal.Stop()
+	}
 	cl.scope.store.stats.inFlight.Add(-1)
-	cl.shard.finish(cl.key, cl.call, rec, false)
+	cl.shard.finish(cl.key, cl.call, rec, 0)
+}
+
+// startRenewal keeps renewing the claim's lease while it is held, with a
+// backend shared by several processes.
+func (cl *Claim) startRenewal() {
+	every := cl.scope.store.renewal
+	if every == 0 {
+		return
+	}
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	cl.renewal = time.AfterFunc(every, cl.renew)
+}
+
+// renew extends the lease once and schedules the next renewal. A lease
+// found lost ends the claim; any other failure is retried at the next turn,
+// while the lease may still hold.
+func (cl *Claim) renew() {
+	st := cl.scope.store
+	ctx, cancel := context.WithTimeout(context.Background(), st.renewal)
+	defer cancel()
+	err := st.io(func(be Backend) error { return be.Renew(ctx, cl.key, cl.owner, st.lease) })
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.finished {
+		return
+	}
+	if errors.Is(err, ErrLeaseLost) {
+		st.log.Warn("idem: claim lost while its work ran", "scope", cl.scope.name)
+		cl.lose()
+		return
+	}
+	if err != nil && !errors.Is(err, ErrClosed) {
+		st.log.Warn("idem: lease renewal failed", "scope", cl.scope.name, "err", err)
+	}
+	cl.renewal.Reset(st.renewal)
 }
 
 // run executes fn for an owned claim and records its outcome (Do).
 func (cl *Claim) run(ctx context.Context, fn func(context.Context) ([]byte, error)) (Result, error) {
+	if cl.scope.store.renewal != 0 {
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		cl.mu.Lock()
+		cl.cancel = cancel
+		cl.mu.Unlock()
+	}
 	returned := false
 	defer func() {
 		if !returned { // fn panicked: give the key back, then let the panic go on

@@ -30,7 +30,8 @@ type GCStats struct {
 // GC runs one full collection now: it deletes every expired record (each
 // under the same per-key ownership as a claim, so a key claimed again
 // meanwhile is never deleted), recounts the scopes' usage, and has the
-// engine give the space back. It paces itself, pausing twice as long as
+// engine give the space back. With a shared backend, which expires records
+// itself, a collection only recounts the usage. It paces itself, pausing twice as long as
 // it works, so it takes at most about a third of one core from the
 // application.
 // It stops early, with ctx's error, when ctx ends; what it deleted stays
@@ -50,10 +51,15 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 	}
 	start := time.Now()
 	stats := GCStats{DiskBefore: s.diskSize()}
-	err := s.sweep(ctx, &stats)
-	if err == nil {
-		err = s.io(func(be backend) (err error) {
-			stats.ValueLogRewrites, err = be.reclaim(ctx)
+	var err error
+	if s.local == nil {
+		err = s.census(ctx, &stats)
+	} else {
+		err = s.sweep(ctx, &stats)
+	}
+	if err == nil && s.local != nil {
+		err = s.io(func(Backend) (err error) {
+			stats.ValueLogRewrites, err = s.local.reclaim(ctx)
 			return err
 		})
 	}
@@ -88,8 +94,8 @@ func (s *Store) sweep(ctx context.Context, stats *GCStats) error {
 		began := time.Now()
 		now := s.now()
 		var expired []expiredKey
-		err := s.io(func(be backend) (err error) {
-			next, err = be.sweep(next, sweepBatch, func(key, value []byte, hidden bool) error {
+		err := s.io(func(Backend) (err error) {
+			next, err = s.local.sweep(next, sweepBatch, func(key, value []byte, hidden bool) error {
 				stats.Scanned++
 				size := recordSize(key, len(value))
 				var rec record
@@ -143,12 +149,12 @@ func (s *Store) deleteExpired(keys []expiredKey, stats *GCStats) error {
 			continue // a caller is on it right now
 		}
 		h := held{expiredKey: k, sh: sh, c: c}
-		rec, size, lerr := s.load(k.key)
+		rec, e, _, lerr := s.load(context.Background(), k.key)
 		switch {
 		case lerr != nil && !errors.Is(lerr, ErrCorrupt):
 			err = lerr
 		case lerr == nil && rec == nil: // still absent or expired
-			h.dead, h.size = true, max(k.size, size)
+			h.dead, h.size = true, max(k.size, recordSize(k.key, len(e.Value)))
 			dead = append(dead, k.key)
 		}
 		owned = append(owned, h)
@@ -157,14 +163,14 @@ func (s *Store) deleteExpired(keys []expiredKey, stats *GCStats) error {
 		}
 	}
 	if err == nil && len(dead) > 0 {
-		err = s.io(func(be backend) error { return be.deleteAll(dead) })
+		err = s.io(func(Backend) error { return s.local.deleteAll(dead) })
 	}
 	for _, h := range owned {
 		if err == nil && h.dead {
 			stats.Deleted++
 			stats.DeletedBytes += h.size
 		}
-		h.sh.finish(h.key, h.c, nil, false)
+		h.sh.finish(h.key, h.c, nil, 0)
 	}
 	return err
 }
@@ -198,19 +204,25 @@ func tally(counted map[string]ScopeStats, key []byte, size int64) {
 	counted[scope] = c
 }
 
-// census counts the stored records of every scope, once, at Open.
-func (s *Store) census() error {
+// census counts the stored records of every scope: at Open, and as the
+// collection of a shared backend. stats, if not nil, gets the counts.
+func (s *Store) census(ctx context.Context, stats *GCStats) error {
+	before := s.usage.snapshot()
 	counted := make(map[string]ScopeStats)
-	err := s.io(func(be backend) error {
-		return be.scan([]byte{recordPrefix}, func(key, value []byte) error {
-			tally(counted, key, recordSize(key, len(value)))
+	err := s.io(func(be Backend) error {
+		return be.Scan(ctx, []byte{recordPrefix}, func(key []byte, e Entry) error {
+			tally(counted, key, recordSize(key, len(e.Value)))
+			if stats != nil {
+				stats.Scanned++
+				stats.Live++
+			}
 			return nil
 		})
 	})
 	if err != nil {
 		return err
 	}
-	s.recount(map[string]ScopeStats{}, counted)
+	s.recount(before, counted)
 	return nil
 }
 
@@ -231,8 +243,11 @@ func (s *Store) collect(ctx context.Context, interval time.Duration) {
 	}
 }
 
+// diskSize is the bytes the default backend takes on disk (0 for others).
 func (s *Store) diskSize() int64 {
 	var n int64
-	_ = s.io(func(be backend) error { n = be.diskSize(); return nil })
+	if s.local != nil {
+		_ = s.io(func(Backend) error { n = s.local.diskSize(); return nil })
+	}
 	return n
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -16,11 +17,13 @@ import (
 var errInjected = errors.New("injected I/O error")
 
 // faultyBackend fails the next operations of a kind, as a failing disk
-// would.
+// would: reads (Claim and Get), writes (persisted claims and completions)
+// and deletions (releases of persisted claims).
 type faultyBackend struct {
-	backend
+	Backend
 	mu                          sync.Mutex
 	failGets, failSets, failDel int
+	volatile                    map[string]bool // claims kept in memory, by key
 }
 
 func (f *faultyBackend) fail(n *int) bool {
@@ -33,25 +36,38 @@ func (f *faultyBackend) fail(n *int) bool {
 	return false
 }
 
-func (f *faultyBackend) get(dst, key []byte) ([]byte, bool, error) {
+func (f *faultyBackend) Get(ctx context.Context, key []byte) (Entry, bool, error) {
 	if f.fail(&f.failGets) {
-		return nil, false, errInjected
+		return Entry{}, false, errInjected
 	}
-	return f.backend.get(dst, key)
+	return f.Backend.Get(ctx, key)
 }
 
-func (f *faultyBackend) set(key, value []byte, expiresAt uint64) error {
+func (f *faultyBackend) Claim(ctx context.Context, key []byte, req ClaimRequest) (ClaimResult, error) {
+	if f.fail(&f.failGets) || !req.Volatile && f.fail(&f.failSets) {
+		return ClaimResult{}, errInjected
+	}
+	f.mu.Lock()
+	f.volatile[string(key)] = req.Volatile
+	f.mu.Unlock()
+	return f.Backend.Claim(ctx, key, req)
+}
+
+func (f *faultyBackend) Complete(ctx context.Context, key []byte, owner uint64, value []byte, ttl time.Duration) error {
 	if f.fail(&f.failSets) {
 		return errInjected
 	}
-	return f.backend.set(key, value, expiresAt)
+	return f.Backend.Complete(ctx, key, owner, value, ttl)
 }
 
-func (f *faultyBackend) delete(key []byte) error {
-	if f.fail(&f.failDel) {
+func (f *faultyBackend) Release(ctx context.Context, key []byte, owner uint64) error {
+	f.mu.Lock()
+	volatile := f.volatile[string(key)]
+	f.mu.Unlock()
+	if !volatile && f.fail(&f.failDel) {
 		return errInjected
 	}
-	return f.backend.delete(key)
+	return f.Backend.Release(ctx, key, owner)
 }
 
 func (f *faultyBackend) set3(gets, sets, dels int) {
@@ -64,7 +80,7 @@ func (f *faultyBackend) set3(gets, sets, dels int) {
 // so that every read reaches it.
 func openFaulty(t *testing.T, policy OrphanPolicy) (*Store, *Scope, *faultyBackend) {
 	st := openTest(t, Options{CacheBytes: -1, GCInterval: -1})
-	fb := &faultyBackend{backend: st.be}
+	fb := &faultyBackend{Backend: st.be, volatile: make(map[string]bool)}
 	st.be = fb
 	return st, scopeTest(t, st, "s", ScopeOptions{Orphans: policy}), fb
 }
@@ -155,10 +171,10 @@ func TestDamagedRecordIsAnErrorForItsKeyOnly(t *testing.T) {
 		require.NoError(t, err)
 	}
 	k := appendKey(nil, sc.prefix, "bad")
-	buf, _, err := st.be.get(nil, k)
+	buf, _, err := st.local.get(nil, k)
 	require.NoError(t, err)
 	buf[len(buf)/2] ^= 0x40
-	require.NoError(t, st.be.set(k, buf, 0))
+	require.NoError(t, st.local.write(change{key: k, value: buf}))
 
 	runs := 0
 	_, err = sc.Do(ctx, "bad", nil, value(&runs, "x"))

@@ -85,8 +85,8 @@ type RecordFilter struct {
 	Values    bool   // fill RecordInfo.Value
 }
 
-// Records calls fn for each record that matches f, in (scope, tenant, key)
-// order, streaming: memory use does not grow with the number of records.
+// Records calls fn for each record that matches f, streaming (in (scope,
+// tenant, key) order with the default backend): memory use does not grow with the number of records.
 // It stops at fn's first error and returns it. Damaged records are
 // reported with State "corrupt".
 func (s *Store) Records(ctx context.Context, f RecordFilter, fn func(RecordInfo) error) error {
@@ -102,12 +102,12 @@ func (s *Store) Records(ctx context.Context, f RecordFilter, fn func(RecordInfo)
 	}
 	n := 0
 	errStop := errors.New("stop")
-	err := s.io(func(be backend) error {
-		return be.scan(prefix, func(k, v []byte) error {
+	err := s.io(func(be Backend) error {
+		return be.Scan(ctx, prefix, func(k []byte, e Entry) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			info, ok := s.describe(k, v, f.Values)
+			info, ok := s.describe(k, e, f.Values)
 			if !ok || !f.match(info) {
 				return nil
 			}
@@ -139,27 +139,34 @@ var ErrNotFound = errors.New("idem: no record")
 
 // Lookup returns the record of key in scope (and tenant, if not empty),
 // expired or not, with its value.
-func (s *Store) Lookup(_ context.Context, scope, tenant, key string) (RecordInfo, error) {
+func (s *Store) Lookup(ctx context.Context, scope, tenant, key string) (RecordInfo, error) {
 	k, err := persistedKey(scope, tenant, key)
 	if err != nil {
 		return RecordInfo{}, err
 	}
-	buf, found, err := s.get(k)
+	var (
+		e     Entry
+		found bool
+	)
+	err = s.io(func(be Backend) (err error) {
+		e, found, err = be.Get(ctx, k)
+		return err
+	})
 	if err != nil {
 		return RecordInfo{}, err
 	}
 	if !found {
 		return RecordInfo{}, ErrNotFound
 	}
-	info, _ := s.describe(k, buf, true)
+	info, _ := s.describe(k, e, true)
 	return info, nil
 }
 
 // Delete removes the record of key in scope (and tenant, if not empty), as
 // if it had expired: the next call for the key runs again. It waits
 // neither for nor with a call in progress: a key owned by a running call
-// returns ErrInProgress.
-func (s *Store) Delete(_ context.Context, scope, tenant, key string) error {
+// returns ErrInProgress, here or, with a shared backend, in another process.
+func (s *Store) Delete(ctx context.Context, scope, tenant, key string) error {
 	k, err := persistedKey(scope, tenant, key)
 	if err != nil {
 		return err
@@ -172,18 +179,21 @@ func (s *Store) Delete(_ context.Context, scope, tenant, key string) error {
 	if c == nil {
 		return ErrInProgress
 	}
-	defer sh.finish(k, c, nil, false)
+	defer sh.finish(k, c, nil, 0)
 	var (
 		found bool
 		size  int64
 	)
-	err = s.io(func(be backend) error {
-		buf, ok, err := be.get(nil, k)
+	err = s.io(func(be Backend) error {
+		e, ok, err := be.Get(ctx, k)
 		if err != nil || !ok {
 			return err
 		}
-		found, size = true, recordSize(k, len(buf))
-		return be.delete(k)
+		if e.Owner != 0 && !e.Lapsed {
+			return ErrInProgress
+		}
+		found, size = true, recordSize(k, len(e.Value))
+		return be.Delete(ctx, k)
 	})
 	if err != nil {
 		return err
@@ -212,19 +222,19 @@ func persistedKey(scope, tenant, key string) ([]byte, error) {
 
 // describe turns a stored record into a RecordInfo. ok is false for a key
 // that is not a record key.
-func (s *Store) describe(k, v []byte, withValue bool) (RecordInfo, bool) {
+func (s *Store) describe(k []byte, e Entry, withValue bool) (RecordInfo, bool) {
 	scope, tenant, key, ok := splitKey(k)
 	if !ok {
 		return RecordInfo{}, false
 	}
 	info := RecordInfo{Scope: scope, Tenant: tenant, Key: key}
 	var rec record
-	if err := decodeRecord(v, &rec); err != nil {
+	if err := decodeRecord(e.Value, &rec); err != nil {
 		info.State = "corrupt"
 		return info, true
 	}
 	info.State = rec.state.String()
-	if rec.state == stateInProgress && !s.live(k) {
+	if rec.state == stateInProgress && e.Lapsed && !s.live(k) {
 		info.State = "orphaned"
 	}
 	info.Epoch = rec.epoch

@@ -192,8 +192,8 @@ func (sc *Scope) DoAppend(ctx context.Context, dst []byte, key string, fingerpri
 //   - Otherwise [Claim.Result] returns the stored outcome, exactly as Do
 //     would return it.
 //
-// Claim does not wait: while another caller in this process owns the key
-// it returns [ErrInProgress]. It returns [ErrFingerprintMismatch] and
+// Claim does not wait: while another caller (in this process, or in
+// another one sharing the backend) owns the key it returns [ErrInProgress]. It returns [ErrFingerprintMismatch] and
 // [ErrOutcomeUnknown] as Do does.
 func (sc *Scope) Claim(ctx context.Context, key string, fingerprint []byte) (*Claim, error) {
 	cl, rec, err := sc.acquire(ctx, key, fingerprint, false)
@@ -265,68 +265,149 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 		}
 
 		k := bytes.Clone(k) // outlives this call: in the claim, the cache, the backend
-		rec, size, err := st.load(k)
-		if err != nil {
-			sh.finish(k, c, nil, false)
-			return nil, nil, fmt.Errorf("scope %q: %w", sc.name, err)
-		}
-		if rec != nil && rec.state == stateInProgress {
-			// This caller owns the key in this process, so whoever wrote
-			// the in-progress record is gone: an earlier epoch that
-			// crashed, or a call of this one that could not record its
-			// outcome.
-			st.stats.orphans.Add(1)
-			if sc.opts.Orphans == OrphanRerun {
-				return sc.claim(k, sh, c, fingerprint, size)
-			}
-		}
-		if rec != nil {
-			sh.finish(k, c, rec, true)
-			if err := sc.check(rec, fingerprint); err != nil {
-				return nil, nil, err
-			}
-			return nil, rec, nil
-		}
-		return sc.claim(k, sh, c, fingerprint, size)
+		return sc.take(ctx, k, sh, c, fingerprint, wait)
 	}
 }
 
-// claim makes the caller, who owns call c on key k, the holder of the key.
-// Under OrphanReport the in-progress record is persisted first, so that a
-// crash while the work runs leaves a trace; under OrphanRerun it lives in
-// memory only, since a crash then simply makes the key new again. size is
-// the bytes of the (orphaned or expired) record stored under k, if any.
-func (sc *Scope) claim(k []byte, sh *shard, c *call, fingerprint []byte, size int64) (*Claim, *record, error) {
+// Polling bounds for a duplicate that waits for an owner in another
+// process: the interval starts short, for work that takes milliseconds,
+// and doubles up to the maximum.
+const (
+	pollMin = time.Millisecond
+	pollMax = 50 * time.Millisecond
+)
+
+// take claims k in the backend for the caller, who owns call c on it in
+// this process, or finds the record that holds k. A key held by an owner
+// in another process is waited for (with wait) by polling the backend.
+//
+// When the scope is full or the disk nearly so, take only looks: a stored
+// outcome is still replayed, but a new key gets the refusal.
+func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerprint []byte, wait bool) (*Claim, *record, error) {
 	st := sc.store
-	if err := st.disk.allow(true); err != nil {
-		sh.finish(k, c, nil, false)
-		return nil, nil, err
-	}
-	if size == 0 && !sc.reserve() {
-		sh.finish(k, c, nil, false)
-		return nil, nil, fmt.Errorf("%w: scope %q holds %d keys and %d bytes (caps %d and %d)",
+	refusal := st.disk.allow(true)
+	if refusal == nil && !sc.reserve() {
+		refusal = fmt.Errorf("%w: scope %q holds %d keys and %d bytes (caps %d and %d)",
 			ErrScopeFull, sc.name, sc.usage.keys.Load(), sc.usage.bytes.Load(), sc.opts.MaxKeys, sc.opts.MaxBytes)
 	}
+	reserved := refusal == nil
+	fail := func(err error) (*Claim, *record, error) {
+		if reserved {
+			sc.usage.keys.Add(-1)
+		}
+		sh.finish(k, c, nil, 0)
+		return nil, nil, err
+	}
+	now := st.now()
 	fingerprint = bytes.Clone(fingerprint)
-	sh.claim(c, fingerprint)
-	cl := &Claim{scope: sc, key: k, shard: sh, call: c, fingerprint: fingerprint, owned: true, size: size}
-	st.stats.inFlight.Add(1)
-	if sc.opts.Orphans == OrphanReport {
-		now := st.now()
-		rec := &record{
+	req := ClaimRequest{
+		Value: encode(&record{
 			state:       stateInProgress,
 			epoch:       st.epoch,
 			created:     now.UnixNano(),
 			expires:     deadline(now, sc.opts.OrphanTTL),
 			fingerprint: fingerprint,
+		}),
+		Lease:    st.lease,
+		TTL:      max(sc.opts.OrphanTTL, st.lease),
+		Takeover: sc.opts.Orphans == OrphanRerun,
+		// Under OrphanRerun a crash simply makes the key new again, so the
+		// default backend may keep the claim in memory; under OrphanReport
+		// it is persisted before the work starts, to leave a trace.
+		Volatile: sc.opts.Orphans == OrphanRerun,
+	}
+	poll, waited := pollMin, false
+	for {
+		var res ClaimResult
+		err := st.io(func(be Backend) (err error) {
+			if !reserved {
+				res.Prev, res.Found, err = be.Get(ctx, k)
+				return err
+			}
+			res, err = be.Claim(ctx, k, req)
+			return err
+		})
+		if err != nil {
+			return fail(fmt.Errorf("scope %q: %w", sc.name, err))
 		}
-		if _, err := cl.save(rec, now); err != nil {
-			cl.abandon()
-			return nil, nil, err
+		if res.Owner != 0 {
+			if res.Found && res.Prev.Owner != 0 {
+				st.stats.orphans.Add(1) // a lapsed claim, taken over
+			}
+			return sc.claimed(k, sh, c, fingerprint, req.Value, res), nil, nil
+		}
+		if !res.Found {
+			return fail(refusal) // only looking, and nothing is stored
+		}
+		rec := new(record)
+		if err := decodeRecord(res.Prev.Value, rec); err != nil {
+			return fail(fmt.Errorf("scope %q: %w", sc.name, err))
+		}
+		if rec.expired(st.now()) {
+			if !reserved {
+				return fail(refusal)
+			}
+			req.Stale = res.Prev.Value // dead by our clock: replace it
+			continue
+		}
+		if reserved {
+			sc.usage.keys.Add(-1) // the key is stored already
+			reserved = false
+		}
+		if res.Prev.Owner == 0 || res.Prev.Lapsed {
+			if res.Prev.Owner != 0 {
+				st.stats.orphans.Add(1) // kept under OrphanReport
+			}
+			sh.finish(k, c, rec, st.cacheUntil(rec))
+			if err := sc.check(rec, fingerprint); err != nil {
+				return nil, nil, err
+			}
+			return nil, rec, nil
+		}
+		// A live owner in another process runs the work.
+		if fingerprint != nil && !bytes.Equal(fingerprint, rec.fingerprint) {
+			st.stats.mismatches.Add(1)
+			return fail(ErrFingerprintMismatch)
+		}
+		if !wait {
+			return fail(ErrInProgress)
+		}
+		if !waited {
+			st.stats.coalesced.Add(1)
+			waited = true
+		}
+		t := time.NewTimer(poll)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fail(fmt.Errorf("%w: %w", ErrInProgress, ctx.Err()))
+		}
+		poll = min(2*poll, pollMax)
+		if refusal == nil && !reserved {
+			reserved = sc.reserve()
 		}
 	}
+}
+
+// claimed makes the caller, who owns call c on key k in this process and
+// has just claimed it in the backend (res), the holder of the key. value
+// is the in-progress entry stored.
+func (sc *Scope) claimed(k []byte, sh *shard, c *call, fingerprint, value []byte, res ClaimResult) *Claim {
+	st := sc.store
+	size := recordSize(k, len(value))
+	if res.Found {
+		sc.usage.keys.Add(-1) // it replaced a record already counted
+		size -= recordSize(k, len(res.Prev.Value))
+	}
+	sc.usage.bytes.Add(size)
+	sh.claim(c, fingerprint)
+	cl := &Claim{scope: sc, key: k, shard: sh, call: c, fingerprint: fingerprint, owned: true,
+		owner: res.Owner, size: recordSize(k, len(value))}
+	st.stats.inFlight.Add(1)
 	st.stats.claims.Add(1)
-	return cl, nil, nil
+	cl.startRenewal()
+	return cl
 }
 
 // reserve counts one more key in the scope, unless that would pass its

@@ -74,8 +74,8 @@ func (sh *shard) enter(key []byte, now int64) (cached *record, c *call, owner bo
 	if c := sh.calls[string(key)]; c != nil {
 		return nil, c, false
 	}
-	if rec := sh.cache.get(key); rec != nil {
-		if now < rec.expires {
+	if rec, until := sh.cache.get(key); rec != nil {
+		if now < until {
 			return rec, nil, false
 		}
 		sh.cache.remove(string(key))
@@ -102,18 +102,18 @@ func (sh *shard) state(c *call) (claimed bool, fingerprint []byte) {
 }
 
 // finish ends c's ownership of key and wakes its duplicates with rec (nil:
-// the key was released and a duplicate may claim it). With cache, a
-// finished rec is kept for later replays.
+// the key was released and a duplicate may claim it). A finished rec is
+// kept for later replays until cacheUntil (Unix nanoseconds; 0: not kept).
 //
 // Records are cached when a replay reads them from disk, not when they are
 // first stored: most keys are never retried, and caching each completion
 // would fill memory with records nobody asks for again.
-func (sh *shard) finish(key []byte, c *call, rec *record, cache bool) {
+func (sh *shard) finish(key []byte, c *call, rec *record, cacheUntil int64) {
 	c.rec = rec
 	sh.mu.Lock()
 	delete(sh.calls, string(key))
-	if cache && rec != nil && rec.state != stateInProgress {
-		sh.cache.put(string(key), rec)
+	if cacheUntil != 0 && rec != nil && rec.state != stateInProgress {
+		sh.cache.put(string(key), rec, cacheUntil)
 	}
 	sh.mu.Unlock()
 	close(c.done)

@@ -12,7 +12,8 @@ import (
 )
 
 // Options configures [Open]. The zero value is not usable on its own: set
-// Dir, or InMemory for a store that lives and dies with the process.
+// Dir, InMemory for a store that lives and dies with the process, or
+// Backend.
 type Options struct {
 	// Dir is the directory holding the store. It is created if missing and
 	// may be opened by one Store at a time (see [ErrLocked]).
@@ -26,6 +27,33 @@ type Options struct {
 	// before it is acknowledged, so that it survives power loss and kernel
 	// crashes. False (the default) survives the process being killed.
 	SyncWrites bool
+
+	// Backend is the storage engine. Nil means Badger in Dir (or in
+	// memory); Dir, InMemory and SyncWrites configure only that default
+	// and must be left empty with another backend, such as the idemredis
+	// one that several processes share. Close closes the backend.
+	Backend Backend
+
+	// Lease is how long a claim holds its key in a backend shared by
+	// several processes: while the work runs the store renews it every
+	// LeaseRenewal, and once an owner that died stops renewing, its claim
+	// lapses and becomes an orphan (see [OrphanPolicy]). Zero means
+	// [DefaultLease]. The default backend needs no lease: the directory
+	// lock already proves an earlier owner dead.
+	Lease time.Duration
+
+	// LeaseRenewal is how often a running claim's lease is renewed. Zero
+	// means a third of Lease; it must be shorter than Lease.
+	LeaseRenewal time.Duration
+
+	// CacheMaxAge bounds, with a backend shared by several processes, how
+	// long a record is replayed from this process's cache before the
+	// backend is asked again: a record deleted through another process
+	// (Store.Delete there) can still be replayed here for that long.
+	// Records are otherwise immutable until they expire, and expiry is
+	// checked on every replay. Zero means 1 second. The default backend
+	// changes only through this process, so its cache needs no bound.
+	CacheMaxAge time.Duration
 
 	// Logger receives the store's and Badger's logs. Nil discards them.
 	Logger *slog.Logger
@@ -68,10 +96,20 @@ type Options struct {
 // defaultCacheBytes is the record cache size when Options.CacheBytes is 0.
 const defaultCacheBytes = 64 << 20
 
+// defaultCacheMaxAge is Options.CacheMaxAge when it is zero.
+const defaultCacheMaxAge = time.Second
+
 // Store is an open idempotency store. It is safe for concurrent use. Work
 // is done through the [Scope] values it hands out.
 type Store struct {
-	be       backend
+	be Backend
+	// local is the default Badger backend, which this process alone uses:
+	// it needs no leases, and it has the collector's engine-level
+	// operations. Nil for a shared backend.
+	local    *badgerBackend
+	lease    time.Duration // claims' leases
+	renewal  time.Duration // how often they are renewed; 0: never (local)
+	cacheAge int64         // nanoseconds a cached record is trusted; 0: until it expires
 	log      *slog.Logger
 	now      func() time.Time
 	epoch    uint64
@@ -100,16 +138,26 @@ type Store struct {
 // now on.
 func Open(opts Options) (*Store, error) {
 	switch {
-	case opts.InMemory && opts.Dir != "":
-		return nil, invalid(ErrInvalidOptions, "Dir must be empty with InMemory")
-	case !opts.InMemory && opts.Dir == "":
-		return nil, invalid(ErrInvalidOptions, "Dir is required (or set InMemory)")
-	case opts.InMemory && opts.ReadOnly:
-		return nil, invalid(ErrInvalidOptions, "an in-memory store cannot be read-only")
 	case opts.Shards == 0:
 		opts.Shards = defaultShards
 	case !validShardCount(opts.Shards):
 		return nil, invalid(ErrInvalidOptions, "Shards is %d, want a power of two up to 65536", opts.Shards)
+	}
+	if opts.Lease == 0 {
+		opts.Lease = DefaultLease
+	}
+	if opts.LeaseRenewal == 0 {
+		opts.LeaseRenewal = opts.Lease / 3
+	}
+	switch {
+	case opts.Lease < 0 || opts.LeaseRenewal < 0:
+		return nil, invalid(ErrInvalidOptions, "negative Lease or LeaseRenewal")
+	case opts.LeaseRenewal >= opts.Lease:
+		return nil, invalid(ErrInvalidOptions, "LeaseRenewal %v must be shorter than Lease %v", opts.LeaseRenewal, opts.Lease)
+	case opts.CacheMaxAge < 0:
+		return nil, invalid(ErrInvalidOptions, "negative CacheMaxAge")
+	case opts.Backend != nil && (opts.Dir != "" || opts.InMemory || opts.SyncWrites):
+		return nil, invalid(ErrInvalidOptions, "Dir, InMemory and SyncWrites configure the default backend: leave them empty with Backend")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -123,33 +171,43 @@ func Open(opts Options) (*Store, error) {
 	case opts.CacheBytes < 0:
 		opts.CacheBytes = 0
 	}
-	be, err := openBadger(opts)
-	if err != nil {
-		return nil, err
+	if opts.CacheMaxAge == 0 {
+		opts.CacheMaxAge = defaultCacheMaxAge
 	}
-	var epoch uint64
-	if opts.ReadOnly {
-		epoch, err = be.currentEpoch()
-	} else {
-		epoch, err = be.nextEpoch()
-	}
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("idem: epoch: %w", err), be.close())
+	be := opts.Backend
+	if be == nil {
+		if err := checkBadgerOptions(opts); err != nil {
+			return nil, err
+		}
+		b, err := openBadger(opts)
+		if err != nil {
+			return nil, err
+		}
+		be = b
 	}
 	s := &Store{
 		be:            be,
+		lease:         opts.Lease,
+		renewal:       opts.LeaseRenewal,
+		cacheAge:      opts.CacheMaxAge.Nanoseconds(),
 		log:           opts.Logger,
 		now:           opts.Now,
-		epoch:         epoch,
 		readOnly:      opts.ReadOnly,
-		disk:          newDiskGuard(opts),
 		shards:        newShards(opts.Shards, rand.Uint64(), opts.CacheBytes),
 		scopes:        make(map[string]*Scope),
 		gcTurn:        make(chan struct{}, 1),
 		collectorDone: make(chan struct{}),
 	}
-	if err := s.census(); err != nil {
-		return nil, errors.Join(fmt.Errorf("idem: count records: %w", err), be.close())
+	if b, ok := be.(*badgerBackend); ok {
+		s.local, s.epoch = b, b.epoch
+		s.renewal, s.cacheAge = 0, 0
+		if !b.inMemory {
+			opts.Dir = b.dir
+			s.disk = newDiskGuard(opts)
+		}
+	}
+	if err := s.census(context.Background(), nil); err != nil {
+		return nil, errors.Join(fmt.Errorf("idem: count records: %w", err), be.Close())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopCollector = cancel
@@ -162,7 +220,7 @@ func Open(opts Options) (*Store, error) {
 	} else {
 		go s.collect(ctx, interval)
 	}
-	opts.Logger.Debug("idem: store opened", "dir", opts.Dir, "epoch", epoch)
+	opts.Logger.Debug("idem: store opened", "dir", opts.Dir, "epoch", s.epoch)
 	return s, nil
 }
 
@@ -180,18 +238,19 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.shut.Store(true)
-	if err := s.be.close(); err != nil {
+	if err := s.be.Close(); err != nil {
 		return fmt.Errorf("idem: close: %w", err)
 	}
 	return nil
 }
 
-// Epoch returns the number of this Open of the store, counting from 1.
-// Records are stamped with the epoch that wrote them.
+// Epoch returns the number of this Open of the default backend's store,
+// counting from 1 (0 with another backend). Records are stamped with the
+// epoch that wrote them.
 func (s *Store) Epoch() uint64 { return s.epoch }
 
 // io runs fn against the backend unless the store is closed.
-func (s *Store) io(fn func(backend) error) error {
+func (s *Store) io(fn func(Backend) error) error {
 	s.closing.RLock()
 	defer s.closing.RUnlock()
 	if s.closed {
@@ -290,30 +349,33 @@ func (s *Store) Stats() Stats {
 	}
 }
 
-// load reads the record stored under the persisted key k. rec is nil when
-// there is none or it has expired; size is the bytes stored under k all
-// the same (0 if nothing is).
-func (s *Store) load(k []byte) (rec *record, size int64, err error) {
-	buf, found, err := s.get(k)
-	if err != nil || !found {
-		return nil, 0, err
+// cacheUntil is until when a record read from the backend may be replayed
+// from the cache: its expiry, and with a shared backend no later than
+// CacheMaxAge from now.
+func (s *Store) cacheUntil(rec *record) int64 {
+	if s.cacheAge == 0 {
+		return rec.expires
 	}
-	rec = new(record)
-	if err := decodeRecord(buf, rec); err != nil {
-		return nil, 0, err
-	}
-	size = recordSize(k, len(buf))
-	if rec.expired(s.now()) {
-		return nil, size, nil
-	}
-	return rec, size, nil
+	return min(rec.expires, s.now().UnixNano()+s.cacheAge)
 }
 
-// get reads the bytes stored under the persisted key k.
-func (s *Store) get(k []byte) (buf []byte, found bool, err error) {
-	err = s.io(func(be backend) (err error) {
-		buf, found, err = be.get(nil, k)
+// load reads the record stored under the persisted key k. rec is nil when
+// there is none or it has expired by the store's clock; e is the entry
+// stored all the same (found false if none).
+func (s *Store) load(ctx context.Context, k []byte) (rec *record, e Entry, found bool, err error) {
+	err = s.io(func(be Backend) (err error) {
+		e, found, err = be.Get(ctx, k)
 		return err
 	})
-	return buf, found, err
+	if err != nil || !found {
+		return nil, e, found, err
+	}
+	rec = new(record)
+	if err := decodeRecord(e.Value, rec); err != nil {
+		return nil, e, true, err
+	}
+	if rec.expired(s.now()) {
+		return nil, e, true, nil
+	}
+	return rec, e, true, nil
 }

@@ -143,7 +143,8 @@ func TestCloseSemantics(t *testing.T) {
 	_, err = st.Scope("other", ScopeOptions{})
 	assert.ErrorIs(t, err, ErrClosed)
 	assert.ErrorIs(t, cl.Complete(ctx, []byte("v")), ErrClosed, "an outcome cannot be stored after Close")
-	assert.NoError(t, cl.Release(ctx), "a claim held in memory only is simply dropped")
+	assert.ErrorIs(t, cl.Release(ctx), ErrClosed, "the backend is gone")
+	assert.Zero(t, st.Stats().InFlight, "but the claim ends in the process")
 	assert.ErrorIs(t, st.Close(), ErrClosed)
 }
 

@@ -17,17 +17,13 @@ const (
 // record written at now with retention ttl.
 func deadline(now time.Time, ttl time.Duration) int64 { return now.Add(ttl).UnixNano() }
 
-// engineExpiry is the Unix second after which the storage engine may hide and
-// collect a record whose exact deadline is expires. Badger counts TTLs in
-// whole seconds of the wall clock, so the remaining time is measured on the
-// store's clock and rounded up by a second: the engine never drops a record
-// before the store's own expiry check would.
-func engineExpiry(now time.Time, expires int64) uint64 {
-	remaining := time.Duration(expires - now.UnixNano())
-	if remaining < 0 {
-		remaining = 0
-	}
-	return uint64(time.Now().Add(remaining).Unix()) + 1
+// engineExpiry is the Unix second after which Badger may hide and collect
+// an entry kept for ttl. Badger counts TTLs in whole seconds of the wall
+// clock, so the time is rounded up by a second: the engine never drops a
+// record before the store's own expiry check would. The store passes the
+// time left by its own clock (see Store.keep).
+func engineExpiry(ttl time.Duration) uint64 {
+	return uint64(time.Now().Add(max(ttl, 0)).Unix()) + 1
 }
 
 // timeOf turns a record's Unix nanoseconds into a time.Time.

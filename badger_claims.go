@@ -1,0 +1,292 @@
+package idem
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"sync"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// The Badger backend decides ownership in memory: the directory lock makes
+// this process the only one using the store, so the claims held right now
+// are all in its holds table. A persisted in-progress entry that no hold
+// owns was left by an earlier epoch (a process that died) or abandoned by
+// this one: it is lapsed.
+//
+// On disk an entry is uvarint(owner) followed by its value; owner 0 marks a
+// finished entry.
+
+// holdStripes is the number of independently locked parts of the holds
+// table.
+const holdStripes = 256
+
+// holds is the table of claims held in this process.
+type holds struct {
+	stripes [holdStripes]holdStripe
+}
+
+type holdStripe struct {
+	mu   sync.Mutex
+	held map[string]*hold
+	// gen counts the holds ended in the stripe. A claim that read the disk
+	// without the lock retries if it changed meanwhile, since an ending
+	// hold may have written the key.
+	gen uint64
+	_   [32]byte // keeps neighbouring stripes' mutexes off one cache line
+}
+
+// hold is one claim held in this process.
+type hold struct {
+	owner     uint64
+	value     []byte    // the in-progress entry's content
+	until     time.Time // end of the lease
+	onDisk    bool      // something is stored under the key: the claim, or what it replaced
+	finishing bool      // Complete or Release is writing: never lapsed
+}
+
+func (h *hold) lapsed(now time.Time) bool { return !h.finishing && !now.Before(h.until) }
+
+func (h *hold) entry(now time.Time) Entry {
+	return Entry{Value: bytes.Clone(h.value), Owner: h.owner, Lapsed: h.lapsed(now)}
+}
+
+func (hs *holds) init() {
+	for i := range hs.stripes {
+		hs.stripes[i].held = make(map[string]*hold)
+	}
+}
+
+func (hs *holds) stripe(key []byte) *holdStripe {
+	return &hs.stripes[xxhash.Sum64(key)%holdStripes]
+}
+
+// end removes h, the hold of key, if it is still there. s.mu is held.
+func (s *holdStripe) end(key []byte, h *hold) {
+	if s.held[string(key)] == h {
+		delete(s.held, string(key))
+		s.gen++
+	}
+}
+
+// token mints an owner token: the epoch in the high bits makes tokens grow
+// across restarts.
+func (b *badgerBackend) token() uint64 { return b.epoch<<40 | b.seq.Add(1)&(1<<40-1) }
+
+// Claim implements [Backend].
+func (b *badgerBackend) Claim(_ context.Context, key []byte, req ClaimRequest) (ClaimResult, error) {
+	s := b.holds.stripe(key)
+	for {
+		s.mu.Lock()
+		now := time.Now()
+		if h := s.held[string(key)]; h != nil {
+			res := ClaimResult{Found: true, Prev: h.entry(now)}
+			if !res.Prev.Lapsed || !(req.Takeover || req.Stale != nil && bytes.Equal(req.Stale, h.value)) {
+				s.mu.Unlock()
+				return res, nil
+			}
+			return b.take(s, key, req, res, h.onDisk)
+		}
+		gen := s.gen
+		s.mu.Unlock()
+
+		raw, found, err := b.get(nil, key)
+		if err != nil {
+			return ClaimResult{}, err
+		}
+		s.mu.Lock()
+		if s.gen != gen || s.held[string(key)] != nil {
+			s.mu.Unlock()
+			continue // a hold ended or began meanwhile: look again
+		}
+		var res ClaimResult
+		if found {
+			e, err := unframe(raw)
+			if err != nil {
+				s.mu.Unlock()
+				return ClaimResult{}, err
+			}
+			e.Lapsed = e.Owner != 0 // no hold owns it
+			res = ClaimResult{Found: true, Prev: e}
+			replace := e.Lapsed && req.Takeover ||
+				(e.Owner == 0 || e.Lapsed) && req.Stale != nil && bytes.Equal(req.Stale, e.Value)
+			if !replace {
+				s.mu.Unlock()
+				return res, nil
+			}
+		}
+		return b.take(s, key, req, res, found)
+	}
+}
+
+// take makes a new hold of key for req, replacing what res.Prev describes,
+// and persists it unless it is volatile. s.mu is held; take unlocks it.
+func (b *badgerBackend) take(s *holdStripe, key []byte, req ClaimRequest, res ClaimResult, onDisk bool) (ClaimResult, error) {
+	h := &hold{
+		owner:  b.token(),
+		value:  bytes.Clone(req.Value),
+		until:  time.Now().Add(req.Lease),
+		onDisk: onDisk || !req.Volatile,
+	}
+	if !req.Volatile {
+		h.finishing = true // not lapsed before it is written
+	}
+	s.held[string(key)] = h
+	s.mu.Unlock()
+	res.Owner = h.owner
+	if req.Volatile {
+		return res, nil
+	}
+	err := b.write(change{key: key, value: frame(h.owner, req.Value), expiresAt: engineExpiry(req.TTL)})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.end(key, h)
+		return ClaimResult{}, err
+	}
+	h.finishing = false
+	return res, nil
+}
+
+// own returns key's hold if owner holds it, marked finishing so that it
+// cannot lapse while the caller writes.
+func (b *badgerBackend) own(s *holdStripe, key []byte, owner uint64) (*hold, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.held[string(key)]
+	if h == nil || h.owner != owner || h.finishing {
+		return nil, ErrLeaseLost
+	}
+	h.finishing = true
+	return h, nil
+}
+
+// Renew implements [Backend].
+func (b *badgerBackend) Renew(_ context.Context, key []byte, owner uint64, lease time.Duration) error {
+	s := b.holds.stripe(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.held[string(key)]
+	if h == nil || h.owner != owner {
+		return ErrLeaseLost
+	}
+	if lease <= 0 && !h.onDisk {
+		s.end(key, h) // a volatile claim that ends leaves nothing behind
+		return nil
+	}
+	h.until = time.Now().Add(lease)
+	return nil
+}
+
+// Complete implements [Backend].
+func (b *badgerBackend) Complete(_ context.Context, key []byte, owner uint64, value []byte, ttl time.Duration) error {
+	s := b.holds.stripe(key)
+	h, err := b.own(s, key, owner)
+	if err != nil {
+		return err
+	}
+	err = b.write(change{key: key, value: frame(0, value), expiresAt: engineExpiry(ttl)})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		h.finishing = false // still owned: the caller may try again
+		return err
+	}
+	s.end(key, h)
+	return nil
+}
+
+// Release implements [Backend].
+func (b *badgerBackend) Release(_ context.Context, key []byte, owner uint64) error {
+	s := b.holds.stripe(key)
+	h, err := b.own(s, key, owner)
+	if err != nil {
+		return err
+	}
+	if h.onDisk {
+		err = b.write(change{key: key, delete: true})
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		h.finishing = false
+		return err
+	}
+	s.end(key, h)
+	return nil
+}
+
+// Get implements [Backend].
+func (b *badgerBackend) Get(_ context.Context, key []byte) (Entry, bool, error) {
+	s := b.holds.stripe(key)
+	s.mu.Lock()
+	if h := s.held[string(key)]; h != nil {
+		defer s.mu.Unlock()
+		return h.entry(time.Now()), true, nil
+	}
+	s.mu.Unlock()
+	raw, found, err := b.get(nil, key)
+	if err != nil || !found {
+		return Entry{}, false, err
+	}
+	e, err := unframe(raw)
+	e.Lapsed = e.Owner != 0 // no hold owns it
+	return e, err == nil, err
+}
+
+// Delete implements [Backend].
+func (b *badgerBackend) Delete(_ context.Context, key []byte) error {
+	s := b.holds.stripe(key)
+	s.mu.Lock()
+	if h := s.held[string(key)]; h != nil {
+		s.end(key, h)
+	}
+	s.mu.Unlock()
+	return b.write(change{key: key, delete: true})
+}
+
+// Scan implements [Backend].
+func (b *badgerBackend) Scan(ctx context.Context, prefix []byte, fn func(key []byte, e Entry) error) error {
+	return b.scan(prefix, func(key, raw []byte) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		e, err := unframe(raw)
+		if err != nil {
+			e = Entry{Value: raw} // damaged framing: let the caller judge the bytes
+		}
+		if e.Owner != 0 {
+			s := b.holds.stripe(key)
+			s.mu.Lock()
+			h := s.held[string(key)]
+			e.Lapsed = h == nil || h.owner != e.Owner || h.lapsed(time.Now())
+			s.mu.Unlock()
+		}
+		return fn(key, e)
+	})
+}
+
+// Close implements [Backend].
+func (b *badgerBackend) Close() error { return b.close() }
+
+// write commits one change with the group committer.
+func (b *badgerBackend) write(ch change) error { return mapBadgerErr(b.commits.write(ch)) }
+
+// frame encodes an entry for the disk.
+func frame(owner uint64, value []byte) []byte {
+	buf := make([]byte, 0, binary.MaxVarintLen64+len(value))
+	return append(binary.AppendUvarint(buf, owner), value...)
+}
+
+// unframe decodes an entry read from the disk; its Value aliases raw.
+func unframe(raw []byte) (Entry, error) {
+	owner, n := binary.Uvarint(raw)
+	if n <= 0 {
+		return Entry{}, corrupt("entry header")
+	}
+	return Entry{Owner: owner, Value: raw[n:]}, nil
+}
+
+var _ Backend = (*badgerBackend)(nil)

@@ -68,8 +68,8 @@ type ClaimRequest struct {
 	// clock.
 	Stale []byte
 	// Volatile says the claim need not outlive the caller's process: a
-	// backend used by that process alone may keep it in memory. Other
-	// backends store it like any claim.
+	// backend used by that process alone may keep it in memory (where
+	// Scan need not see it). Other backends store it like any claim.
 	Volatile bool
 }
 

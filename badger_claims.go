@@ -43,11 +43,22 @@ type hold struct {
 	owner     uint64
 	value     []byte    // the in-progress entry's content
 	until     time.Time // end of the lease
+	expires   time.Time // end of the claim's TTL: gone then, as on disk
 	onDisk    bool      // something is stored under the key: the claim, or what it replaced
 	finishing bool      // Complete or Release is writing: never lapsed
 }
 
 func (h *hold) lapsed(now time.Time) bool { return !h.finishing && !now.Before(h.until) }
+
+// live returns key's hold, dropping it if its TTL has passed. s.mu is held.
+func (s *holdStripe) live(key []byte, now time.Time) *hold {
+	h := s.held[string(key)]
+	if h != nil && !h.finishing && !now.Before(h.expires) {
+		s.end(key, h)
+		return nil
+	}
+	return h
+}
 
 func (h *hold) entry(now time.Time) Entry {
 	return Entry{Value: bytes.Clone(h.value), Owner: h.owner, Lapsed: h.lapsed(now)}
@@ -81,7 +92,7 @@ func (b *badgerBackend) Claim(_ context.Context, key []byte, req ClaimRequest) (
 	for {
 		s.mu.Lock()
 		now := time.Now()
-		if h := s.held[string(key)]; h != nil {
+		if h := s.live(key, now); h != nil {
 			res := ClaimResult{Found: true, Prev: h.entry(now)}
 			if !res.Prev.Lapsed || !(req.Takeover || req.Stale != nil && bytes.Equal(req.Stale, h.value)) {
 				s.mu.Unlock()
@@ -124,11 +135,13 @@ func (b *badgerBackend) Claim(_ context.Context, key []byte, req ClaimRequest) (
 // take makes a new hold of key for req, replacing what res.Prev describes,
 // and persists it unless it is volatile. s.mu is held; take unlocks it.
 func (b *badgerBackend) take(s *holdStripe, key []byte, req ClaimRequest, res ClaimResult, onDisk bool) (ClaimResult, error) {
+	now := time.Now()
 	h := &hold{
-		owner:  b.token(),
-		value:  bytes.Clone(req.Value),
-		until:  time.Now().Add(req.Lease),
-		onDisk: onDisk || !req.Volatile,
+		owner:   b.token(),
+		value:   bytes.Clone(req.Value),
+		until:   now.Add(req.Lease),
+		expires: now.Add(max(req.TTL, req.Lease)),
+		onDisk:  onDisk || !req.Volatile,
 	}
 	if !req.Volatile {
 		h.finishing = true // not lapsed before it is written
@@ -155,7 +168,7 @@ func (b *badgerBackend) take(s *holdStripe, key []byte, req ClaimRequest, res Cl
 func (b *badgerBackend) own(s *holdStripe, key []byte, owner uint64) (*hold, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	h := s.held[string(key)]
+	h := s.live(key, time.Now())
 	if h == nil || h.owner != owner || h.finishing {
 		return nil, ErrLeaseLost
 	}
@@ -168,15 +181,12 @@ func (b *badgerBackend) Renew(_ context.Context, key []byte, owner uint64, lease
 	s := b.holds.stripe(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	h := s.held[string(key)]
+	now := time.Now()
+	h := s.live(key, now)
 	if h == nil || h.owner != owner {
 		return ErrLeaseLost
 	}
-	if lease <= 0 && !h.onDisk {
-		s.end(key, h) // a volatile claim that ends leaves nothing behind
-		return nil
-	}
-	h.until = time.Now().Add(lease)
+	h.until = now.Add(lease)
 	return nil
 }
 
@@ -222,7 +232,7 @@ func (b *badgerBackend) Release(_ context.Context, key []byte, owner uint64) err
 func (b *badgerBackend) Get(_ context.Context, key []byte) (Entry, bool, error) {
 	s := b.holds.stripe(key)
 	s.mu.Lock()
-	if h := s.held[string(key)]; h != nil {
+	if h := s.live(key, time.Now()); h != nil {
 		defer s.mu.Unlock()
 		return h.entry(time.Now()), true, nil
 	}
@@ -260,7 +270,7 @@ func (b *badgerBackend) Scan(ctx context.Context, prefix []byte, fn func(key []b
 		if e.Owner != 0 {
 			s := b.holds.stripe(key)
 			s.mu.Lock()
-			h := s.held[string(key)]
+			h := s.live(key, time.Now())
 			e.Lapsed = h == nil || h.owner != e.Owner || h.lapsed(time.Now())
 			s.mu.Unlock()
 		}

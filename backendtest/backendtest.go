@@ -1,0 +1,425 @@
+// Package backendtest checks that an [idem.Backend] keeps the contract the
+// store relies on, in the spirit of testing/slogtest: call [Run] from a
+// test of the implementation.
+//
+//	func TestConformance(t *testing.T) {
+//		backendtest.Run(t, func(t *testing.T) idem.Backend {
+//			return newMyBackend(t) // empty, or holding no key the suite uses
+//		})
+//	}
+//
+// The suite uses real time for leases and expiry (a backend's clock cannot
+// be injected), so it takes a few seconds.
+package backendtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/idemkit/idem"
+)
+
+// Run runs the whole contract against backends made by newBackend, one
+// per subtest. Run closes them.
+func Run(t *testing.T, newBackend func(t *testing.T) idem.Backend) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, idem.Backend)
+	}{
+		{"ClaimNewKey", testClaimNewKey},
+		{"ClaimHeldKey", testClaimHeldKey},
+		{"Complete", testComplete},
+		{"Release", testRelease},
+		{"RenewAndTakeover", testRenewAndTakeover},
+		{"LeaseLapses", testLeaseLapses},
+		{"Stale", testStale},
+		{"Volatile", testVolatile},
+		{"Expiry", testExpiry},
+		{"Delete", testDelete},
+		{"Scan", testScan},
+		{"Values", testValues},
+		{"ClaimStorm", testClaimStorm},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			be := newBackend(t)
+			t.Cleanup(func() { assert.NoError(t, be.Close()) })
+			tt.fn(t, be)
+		})
+	}
+}
+
+// request is a claim request with the suite's defaults.
+func request(value string) idem.ClaimRequest {
+	return idem.ClaimRequest{Value: []byte(value), Lease: time.Minute, TTL: time.Hour}
+}
+
+// key makes a test key; the bytes before name are ones that key encodings
+// (hash tags, glob patterns, separators) must survive.
+func key(name string) []byte { return []byte("\x01k{*}\x00]?[\\" + name) }
+
+func claim(t *testing.T, be idem.Backend, k []byte, req idem.ClaimRequest) idem.ClaimResult {
+	t.Helper()
+	res, err := be.Claim(context.Background(), k, req)
+	require.NoError(t, err)
+	return res
+}
+
+func get(t *testing.T, be idem.Backend, k []byte) (idem.Entry, bool) {
+	t.Helper()
+	e, found, err := be.Get(context.Background(), k)
+	require.NoError(t, err)
+	return e, found
+}
+
+// own claims k, which must be free, and returns the owner token.
+func own(t *testing.T, be idem.Backend, k []byte, req idem.ClaimRequest) uint64 {
+	t.Helper()
+	res := claim(t, be, k, req)
+	require.NotZero(t, res.Owner, "a free key is claimed")
+	return res.Owner
+}
+
+// eventually polls cond every 10 ms until it holds or 10 s pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func testClaimNewKey(t *testing.T, be idem.Backend) {
+	k := key("new")
+	_, found := get(t, be, k)
+	require.False(t, found)
+	res := claim(t, be, k, request("claim"))
+	assert.NotZero(t, res.Owner)
+	assert.False(t, res.Found)
+	e, found := get(t, be, k)
+	require.True(t, found)
+	assert.Equal(t, idem.Entry{Value: []byte("claim"), Owner: res.Owner}, e)
+}
+
+func testClaimHeldKey(t *testing.T, be idem.Backend) {
+	k := key("held")
+	owner := own(t, be, k, request("first"))
+	for _, req := range []idem.ClaimRequest{
+		request("second"),
+		{Value: []byte("second"), Lease: time.Minute, TTL: time.Hour, Takeover: true},
+		{Value: []byte("second"), Lease: time.Minute, TTL: time.Hour, Stale: []byte("first")},
+	} {
+		res := claim(t, be, k, req)
+		assert.Zero(t, res.Owner, "a live claim is never replaced")
+		assert.True(t, res.Found)
+		assert.Equal(t, idem.Entry{Value: []byte("first"), Owner: owner}, res.Prev)
+	}
+}
+
+func testComplete(t *testing.T, be idem.Backend) {
+	ctx := context.Background()
+	k := key("complete")
+	owner := own(t, be, k, request("claim"))
+	assert.ErrorIs(t, be.Complete(ctx, k, owner+1, []byte("wrong"), time.Hour), idem.ErrLeaseLost)
+	e, _ := get(t, be, k)
+	assert.Equal(t, "claim", string(e.Value), "a refused completion changes nothing")
+
+	require.NoError(t, be.Complete(ctx, k, owner, []byte("result"), time.Hour))
+	e, found := get(t, be, k)
+	require.True(t, found)
+	assert.Equal(t, idem.Entry{Value: []byte("result")}, e, "finished: no owner")
+
+	res := claim(t, be, k, idem.ClaimRequest{Value: []byte("again"), Lease: time.Minute, TTL: time.Hour, Takeover: true})
+	assert.Zero(t, res.Owner, "a finished entry is never taken over")
+	assert.Equal(t, idem.Entry{Value: []byte("result")}, res.Prev)
+	assert.ErrorIs(t, be.Complete(ctx, k, owner, []byte("twice"), time.Hour), idem.ErrLeaseLost)
+	assert.ErrorIs(t, be.Release(ctx, k, owner), idem.ErrLeaseLost)
+	assert.ErrorIs(t, be.Renew(ctx, k, owner, time.Minute), idem.ErrLeaseLost)
+	e, _ = get(t, be, k)
+	assert.Equal(t, "result", string(e.Value))
+	assert.ErrorIs(t, be.Complete(ctx, key("absent"), owner, []byte("x"), time.Hour), idem.ErrLeaseLost)
+}
+
+func testRelease(t *testing.T, be idem.Backend) {
+	ctx := context.Background()
+	for _, volatile := range []bool{false, true} {
+		k := key(fmt.Sprint("release-", volatile))
+		req := request("claim")
+		req.Volatile = volatile
+		owner := own(t, be, k, req)
+		assert.ErrorIs(t, be.Release(ctx, k, owner+1), idem.ErrLeaseLost)
+		require.NoError(t, be.Release(ctx, k, owner))
+		_, found := get(t, be, k)
+		assert.False(t, found, "a released key is free")
+		next := own(t, be, k, req)
+		assert.Greater(t, next, owner, "the next owner's token is greater")
+		assert.ErrorIs(t, be.Release(ctx, k, owner), idem.ErrLeaseLost, "the old owner holds nothing")
+	}
+}
+
+func testRenewAndTakeover(t *testing.T, be idem.Backend) {
+	ctx := context.Background()
+	k := key("takeover")
+	owner := own(t, be, k, request("first"))
+	assert.ErrorIs(t, be.Renew(ctx, k, owner+1, time.Minute), idem.ErrLeaseLost)
+	require.NoError(t, be.Renew(ctx, k, owner, time.Minute))
+	e, _ := get(t, be, k)
+	assert.False(t, e.Lapsed)
+
+	require.NoError(t, be.Renew(ctx, k, owner, 0), "lease 0 ends the lease")
+	e, _ = get(t, be, k)
+	assert.True(t, e.Lapsed)
+	assert.Equal(t, owner, e.Owner)
+
+	res := claim(t, be, k, request("second"))
+	assert.Zero(t, res.Owner, "a lapsed claim is replaced only with Takeover")
+	assert.True(t, res.Prev.Lapsed)
+
+	take := request("second")
+	take.Takeover = true
+	res = claim(t, be, k, take)
+	require.NotZero(t, res.Owner)
+	assert.Greater(t, res.Owner, owner)
+	assert.True(t, res.Found)
+	assert.Equal(t, idem.Entry{Value: []byte("first"), Owner: owner, Lapsed: true}, res.Prev, "the orphan it replaced")
+
+	// Fencing: the first owner, back from a pause, can change nothing.
+	assert.ErrorIs(t, be.Complete(ctx, k, owner, []byte("stale"), time.Hour), idem.ErrLeaseLost)
+	assert.ErrorIs(t, be.Release(ctx, k, owner), idem.ErrLeaseLost)
+	assert.ErrorIs(t, be.Renew(ctx, k, owner, time.Minute), idem.ErrLeaseLost)
+	e, _ = get(t, be, k)
+	assert.Equal(t, idem.Entry{Value: []byte("second"), Owner: res.Owner}, e)
+	require.NoError(t, be.Complete(ctx, k, res.Owner, []byte("result"), time.Hour))
+	e, _ = get(t, be, k)
+	assert.Equal(t, "result", string(e.Value))
+}
+
+func testLeaseLapses(t *testing.T, be idem.Backend) {
+	ctx := context.Background()
+	k := key("lapses")
+	req := request("claim")
+	req.Lease = 50 * time.Millisecond
+	owner := own(t, be, k, req)
+	eventually(t, "an unrenewed lease lapses", func() bool {
+		e, _ := get(t, be, k)
+		return e.Lapsed
+	})
+	require.NoError(t, be.Renew(ctx, k, owner, time.Minute), "an owner nobody replaced may renew")
+	e, _ := get(t, be, k)
+	assert.False(t, e.Lapsed)
+
+	k = key("lapsed-completes")
+	owner = own(t, be, k, req)
+	eventually(t, "an unrenewed lease lapses", func() bool {
+		e, _ := get(t, be, k)
+		return e.Lapsed
+	})
+	require.NoError(t, be.Complete(ctx, k, owner, []byte("late"), time.Hour), "a lapsed owner nobody replaced may complete")
+	e, _ = get(t, be, k)
+	assert.Equal(t, idem.Entry{Value: []byte("late")}, e)
+}
+
+func testStale(t *testing.T, be idem.Backend) {
+	ctx := context.Background()
+	k := key("stale")
+	owner := own(t, be, k, request("claim"))
+	require.NoError(t, be.Complete(ctx, k, owner, []byte("old"), time.Hour))
+
+	req := request("new")
+	req.Stale = []byte("other")
+	res := claim(t, be, k, req)
+	assert.Zero(t, res.Owner, "Stale must match the entry exactly")
+
+	req.Stale = []byte("old")
+	res = claim(t, be, k, req)
+	require.NotZero(t, res.Owner)
+	assert.Equal(t, idem.Entry{Value: []byte("old")}, res.Prev)
+	e, _ := get(t, be, k)
+	assert.Equal(t, idem.Entry{Value: []byte("new"), Owner: res.Owner}, e)
+
+	require.NoError(t, be.Renew(ctx, k, res.Owner, 0))
+	req = request("newer")
+	req.Stale = []byte("new")
+	res = claim(t, be, k, req)
+	assert.NotZero(t, res.Owner, "a lapsed entry is replaced when Stale matches")
+}
+
+func testVolatile(t *testing.T, be idem.Backend) {
+	ctx := context.Background()
+	k := key("volatile")
+	req := request("claim")
+	req.Volatile = true
+	owner := own(t, be, k, req)
+	res := claim(t, be, k, req)
+	assert.Zero(t, res.Owner, "a volatile claim excludes other claimers all the same")
+	assert.Equal(t, owner, res.Prev.Owner)
+	require.NoError(t, be.Complete(ctx, k, owner, []byte("result"), time.Hour))
+	e, _ := get(t, be, k)
+	assert.Equal(t, idem.Entry{Value: []byte("result")}, e)
+}
+
+func testExpiry(t *testing.T, be idem.Backend) {
+	ctx := context.Background()
+	done, claimed := key("expires-done"), key("expires-claim")
+	owner := own(t, be, done, request("claim"))
+	require.NoError(t, be.Complete(ctx, done, owner, []byte("result"), time.Second))
+	req := request("claim")
+	req.Lease, req.TTL = 500*time.Millisecond, time.Second
+	own(t, be, claimed, req)
+	for _, k := range [][]byte{done, claimed} {
+		eventually(t, "an entry is gone after its TTL", func() bool {
+			_, found := get(t, be, k)
+			return !found
+		})
+		var seen int
+		require.NoError(t, be.Scan(ctx, k, func([]byte, idem.Entry) error { seen++; return nil }))
+		assert.Zero(t, seen, "Scan skips expired entries")
+		assert.NotZero(t, own(t, be, k, request("again")), "an expired key is free")
+	}
+}
+
+func testDelete(t *testing.T, be idem.Backend) {
+	ctx := context.Background()
+	done, held := key("delete-done"), key("delete-held")
+	owner := own(t, be, done, request("claim"))
+	require.NoError(t, be.Complete(ctx, done, owner, []byte("result"), time.Hour))
+	owner = own(t, be, held, request("claim"))
+	for _, k := range [][]byte{done, held} {
+		require.NoError(t, be.Delete(ctx, k))
+		_, found := get(t, be, k)
+		assert.False(t, found)
+	}
+	assert.ErrorIs(t, be.Complete(ctx, held, owner, []byte("late"), time.Hour), idem.ErrLeaseLost,
+		"the owner of a deleted claim holds nothing")
+	require.NoError(t, be.Delete(ctx, key("delete-absent")), "deleting an absent key is not an error")
+}
+
+func testScan(t *testing.T, be idem.Backend) {
+	ctx := context.Background()
+	want := map[string]string{}
+	for i := range 300 {
+		k := append(key("scan-a"), fmt.Sprint(i)...)
+		owner := own(t, be, k, request(fmt.Sprint("claim ", i)))
+		if i%3 != 0 {
+			require.NoError(t, be.Complete(ctx, k, owner, []byte(fmt.Sprint("value ", i)), time.Hour))
+			want[string(k)] = fmt.Sprint("value ", i)
+		} else {
+			want[string(k)] = fmt.Sprint("claim ", i)
+		}
+	}
+	for i := range 10 {
+		own(t, be, append(key("scan-b"), fmt.Sprint(i)...), request("other"))
+	}
+	got := map[string]string{}
+	err := be.Scan(ctx, key("scan-a"), func(k []byte, e idem.Entry) error {
+		got[string(k)] = string(e.Value)
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, want, got, "every entry under the prefix, and only those")
+
+	stop := fmt.Errorf("stop")
+	n := 0
+	err = be.Scan(ctx, key("scan-"), func([]byte, idem.Entry) error {
+		n++
+		return stop
+	})
+	assert.ErrorIs(t, err, stop, "Scan returns fn's error")
+	assert.Equal(t, 1, n, "and stops at it")
+}
+
+func testValues(t *testing.T, be idem.Backend) {
+	ctx := context.Background()
+	all := make([]byte, 256)
+	for i := range all {
+		all[i] = byte(i)
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef"), 900<<6) // 900 KiB
+	for name, v := range map[string][]byte{"empty": {}, "bytes": all, "big": big} {
+		k := key("value-" + name)
+		req := request("")
+		req.Value = v
+		owner := own(t, be, k, req)
+		e, _ := get(t, be, k)
+		assert.True(t, bytes.Equal(v, e.Value), "%s claim value", name)
+		require.NoError(t, be.Complete(ctx, k, owner, v, time.Hour))
+		e, _ = get(t, be, k)
+		assert.True(t, bytes.Equal(v, e.Value), "%s result", name)
+	}
+	assert.NotZero(t, own(t, be, key("a"), request("x")))
+	res := claim(t, be, key("a"), request("y"))
+	v := res.Prev.Value
+	v[0] = 'z' // returned slices belong to the caller
+	e, _ := get(t, be, key("a"))
+	assert.Equal(t, "x", string(e.Value))
+}
+
+// testClaimStorm has many goroutines claim the same keys at once: each key
+// gets exactly one owner and one completion, whatever the interleaving,
+// also when owners release and the others try again.
+func testClaimStorm(t *testing.T, be idem.Backend) {
+	ctx := context.Background()
+	const keys, workers = 20, 16
+	for i := range keys {
+		k := key(fmt.Sprint("storm-", i))
+		var (
+			mu          sync.Mutex
+			owners      []uint64
+			completions int
+			wg          sync.WaitGroup
+		)
+		start := make(chan struct{})
+		for w := range workers {
+			wg.Go(func() {
+				<-start
+				req := request(fmt.Sprint("worker ", w))
+				req.Volatile = w%2 == 0
+				for {
+					res, err := be.Claim(ctx, k, req)
+					if !assert.NoError(t, err) {
+						return
+					}
+					if res.Owner == 0 {
+						if res.Prev.Owner == 0 {
+							return // finished
+						}
+						time.Sleep(time.Millisecond)
+						continue
+					}
+					mu.Lock()
+					owners = append(owners, res.Owner)
+					n := len(owners)
+					mu.Unlock()
+					if n < 3 { // the first owners give up, the third completes
+						assert.NoError(t, be.Release(ctx, k, res.Owner))
+						continue
+					}
+					if assert.NoError(t, be.Complete(ctx, k, res.Owner, []byte("done"), time.Hour)) {
+						mu.Lock()
+						completions++
+						mu.Unlock()
+					}
+					return
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		assert.Equal(t, 1, completions, "key %d: one completion", i)
+		assert.Len(t, owners, 3, "key %d: one owner at a time", i)
+		assert.True(t, slices.IsSorted(owners), "key %d: tokens increase: %v", i, owners)
+		e, _ := get(t, be, k)
+		assert.Equal(t, idem.Entry{Value: []byte("done")}, e)
+	}
+}

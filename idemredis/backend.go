@@ -1,0 +1,269 @@
+// Package idemredis is an [idem.Backend] on Redis (or Valkey), for a
+// service that runs several instances: a retry that lands on another
+// instance finds the key claimed or its result stored, and a duplicate
+// arriving there while the first call runs waits for its result.
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379"})
+//	st, err := idem.Open(idem.Options{Backend: idemredis.New(rdb, idemredis.Options{})})
+//
+// Claims, renewals, completions and releases are server-side scripts, so
+// each is atomic; a claim carries an owner token and a lease measured on
+// the Redis server's clock, which the store renews while the work runs. An
+// instance that dies stops renewing: once its lease lapses, its claim is an
+// orphan ([idem.OrphanPolicy]). An owner that lost its key (paused past its
+// lease, then taken over) can no longer complete it: [idem.ErrLeaseLost].
+// Records expire with Redis TTLs, so Redis needs no collector.
+//
+// Each record is one Redis hash under prefix + "{" + hex(key) + "}": the
+// hash tag keeps every script on one slot of a Redis Cluster.
+//
+// Durability is Redis's: an acknowledged claim or result survives what
+// the server's persistence (AOF with appendfsync always, or replicas with
+// WAIT) makes it survive.
+package idemredis
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/idemkit/idem"
+)
+
+// Options configures [New].
+type Options struct {
+	// Prefix starts every Redis key of the backend, so that several
+	// stores can share a server. Zero means "idem:". It may not contain
+	// braces, which would change the keys' hash tag.
+	Prefix string
+}
+
+// Backend is an [idem.Backend] on Redis. It is safe for concurrent use.
+type Backend struct {
+	rdb    redis.UniversalClient
+	prefix string
+}
+
+// New returns a backend that keeps its records in rdb. The client stays
+// the caller's: Close does not close it.
+func New(rdb redis.UniversalClient, opts Options) (*Backend, error) {
+	if opts.Prefix == "" {
+		opts.Prefix = "idem:"
+	}
+	if strings.ContainsAny(opts.Prefix, "{}") {
+		return nil, fmt.Errorf("%w: idemredis prefix %q contains a brace", idem.ErrInvalidOptions, opts.Prefix)
+	}
+	return &Backend{rdb: rdb, prefix: opts.Prefix}, nil
+}
+
+var _ idem.Backend = (*Backend)(nil)
+
+// redisKey is the Redis key of a backend key.
+func (b *Backend) redisKey(key []byte) string {
+	buf := make([]byte, 0, len(b.prefix)+2+2*len(key))
+	buf = append(buf, b.prefix...)
+	buf = append(buf, '{')
+	buf = hex.AppendEncode(buf, key)
+	return string(append(buf, '}'))
+}
+
+// ms turns a duration into whole milliseconds, rounding up.
+func ms(d time.Duration) int64 { return int64((max(d, 0) + time.Millisecond - 1) / time.Millisecond) }
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// Claim implements [idem.Backend]. Volatile claims are stored like any:
+// other instances must see them.
+func (b *Backend) Claim(ctx context.Context, key []byte, req idem.ClaimRequest) (idem.ClaimResult, error) {
+	v, err := claimScript.Run(ctx, b.rdb, []string{b.redisKey(key)},
+		req.Value, ms(req.Lease), max(ms(req.TTL), ms(req.Lease), 1), flag(req.Takeover),
+		flag(req.Stale != nil), req.Stale).Slice()
+	if err != nil {
+		return idem.ClaimResult{}, fmt.Errorf("idemredis: claim: %w", err)
+	}
+	if len(v) != 4 {
+		return idem.ClaimResult{}, fmt.Errorf("idemredis: claim: %d fields in reply", len(v))
+	}
+	owner, err1 := token(v[0])
+	prevOwner, err2 := token(v[1])
+	if err := errors.Join(err1, err2); err != nil {
+		return idem.ClaimResult{}, fmt.Errorf("idemredis: claim: %w", err)
+	}
+	res := idem.ClaimResult{Owner: owner}
+	if prev, ok := v[3].(string); ok {
+		res.Found = true
+		res.Prev = idem.Entry{Value: []byte(prev), Owner: prevOwner, Lapsed: v[2] == int64(1)}
+	}
+	return res, nil
+}
+
+// token parses an owner token from a script's reply.
+func token(v any) (uint64, error) {
+	s, ok := v.(string)
+	if !ok {
+		return 0, fmt.Errorf("token of type %T", v)
+	}
+	return strconv.ParseUint(s, 10, 64)
+}
+
+// owned runs a script that answers 1 for the owner and 0 otherwise.
+func (b *Backend) owned(ctx context.Context, op string, script *redis.Script, key []byte, owner uint64, args ...any) error {
+	n, err := script.Run(ctx, b.rdb, []string{b.redisKey(key)}, append([]any{strconv.FormatUint(owner, 10)}, args...)...).Int()
+	if err != nil {
+		return fmt.Errorf("idemredis: %s: %w", op, err)
+	}
+	if n != 1 {
+		return idem.ErrLeaseLost
+	}
+	return nil
+}
+
+// Renew implements [idem.Backend].
+func (b *Backend) Renew(ctx context.Context, key []byte, owner uint64, lease time.Duration) error {
+	return b.owned(ctx, "renew", renewScript, key, owner, ms(lease))
+}
+
+// Complete implements [idem.Backend].
+func (b *Backend) Complete(ctx context.Context, key []byte, owner uint64, value []byte, ttl time.Duration) error {
+	return b.owned(ctx, "complete", completeScript, key, owner, value, max(ms(ttl), 1))
+}
+
+// Release implements [idem.Backend].
+func (b *Backend) Release(ctx context.Context, key []byte, owner uint64) error {
+	return b.owned(ctx, "release", releaseScript, key, owner)
+}
+
+// Get implements [idem.Backend].
+func (b *Backend) Get(ctx context.Context, key []byte) (idem.Entry, bool, error) {
+	v, err := getScript.Run(ctx, b.rdb, []string{b.redisKey(key)}).Slice()
+	if errors.Is(err, redis.Nil) {
+		return idem.Entry{}, false, nil
+	}
+	if err != nil {
+		return idem.Entry{}, false, fmt.Errorf("idemredis: get: %w", err)
+	}
+	e, err := entry(v[0], v[1] == int64(1), v[2])
+	if err != nil {
+		return idem.Entry{}, false, fmt.Errorf("idemredis: get: %w", err)
+	}
+	return e, true, nil
+}
+
+// entry builds an Entry from reply fields.
+func entry(owner any, lapsed bool, value any) (idem.Entry, error) {
+	o, err := token(owner)
+	if err != nil {
+		return idem.Entry{}, err
+	}
+	v, ok := value.(string)
+	if !ok {
+		return idem.Entry{}, fmt.Errorf("value of type %T", value)
+	}
+	return idem.Entry{Value: []byte(v), Owner: o, Lapsed: lapsed}, nil
+}
+
+// Delete implements [idem.Backend].
+func (b *Backend) Delete(ctx context.Context, key []byte) error {
+	if err := b.rdb.Del(ctx, b.redisKey(key)).Err(); err != nil {
+		return fmt.Errorf("idemredis: delete: %w", err)
+	}
+	return nil
+}
+
+// scanBatch is how many keys one SCAN step asks for, and one pipeline
+// reads.
+const scanBatch = 512
+
+// Scan implements [idem.Backend]. It walks the keys with SCAN (on every
+// master of a cluster), so an entry written or deleted meanwhile may or
+// may not be seen; one seen is seen once.
+func (b *Backend) Scan(ctx context.Context, prefix []byte, fn func(key []byte, e idem.Entry) error) error {
+	match := globEscape(b.prefix) + "{" + hex.EncodeToString(prefix) + "*"
+	scan := func(ctx context.Context, c redis.UniversalClient) error {
+		var cursor uint64
+		seen := make(map[string]bool) // SCAN may return a key twice
+		for {
+			keys, next, err := c.Scan(ctx, cursor, match, scanBatch).Result()
+			if err != nil {
+				return fmt.Errorf("idemredis: scan: %w", err)
+			}
+			if err := b.read(ctx, c, keys, seen, fn); err != nil {
+				return err
+			}
+			if cursor = next; cursor == 0 {
+				return nil
+			}
+		}
+	}
+	if cc, ok := b.rdb.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
+	}
+	return scan(ctx, b.rdb)
+}
+
+// read fetches the entries of keys found by a scan, in one pipeline, and
+// calls fn for the live ones not seen before.
+func (b *Backend) read(ctx context.Context, c redis.UniversalClient, keys []string, seen map[string]bool, fn func([]byte, idem.Entry) error) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	pipe := c.Pipeline()
+	clock := pipe.Time(ctx)
+	cmds := make([]*redis.SliceCmd, len(keys))
+	for i, k := range keys {
+		cmds[i] = pipe.HMGet(ctx, k, "o", "l", "v")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("idemredis: scan: %w", err)
+	}
+	now := clock.Val().UnixMilli()
+	for i, k := range keys {
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		f := cmds[i].Val()
+		if len(f) != 3 || f[2] == nil {
+			continue // gone since the scan saw it
+		}
+		raw, err := hex.DecodeString(strings.TrimSuffix(strings.TrimPrefix(k, b.prefix+"{"), "}"))
+		if err != nil {
+			continue // not one of ours
+		}
+		lease, _ := strconv.ParseInt(fmt.Sprint(f[1]), 10, 64)
+		e, err := entry(f[0], f[0] != "0" && lease <= now, f[2])
+		if err != nil {
+			return fmt.Errorf("idemredis: scan: %w", err)
+		}
+		if err := fn(raw, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// globEscape escapes the characters SCAN's MATCH pattern treats specially.
+func globEscape(s string) string {
+	var sb strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			sb.WriteByte('\\')
+		}
+		sb.WriteRune(r)
+	}
+	return sb.String()
+}
+
+// Close implements [idem.Backend]. It leaves the client open.
+func (b *Backend) Close() error { return nil }

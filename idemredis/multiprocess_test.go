@@ -1,0 +1,3 @@
+package idemredis_test
+const childEnv = "IDEMREDIS_CHILD"
+func child() {}

@@ -25,6 +25,7 @@ type Claim struct {
 
 	mu       sync.Mutex // guards the fields below
 	finished bool
+	lost     bool                    // finished because the backend gave the key to another owner
 	renewal  *time.Timer             // renews the lease (shared backends only)
 	cancel   context.CancelCauseFunc // cancels Do's function when the lease is lost
 }
@@ -98,6 +99,9 @@ func (cl *Claim) Fail(_ context.Context, failure error) error {
 func (cl *Claim) finish(rec *record, ttl time.Duration) (*record, error) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
+	if cl.lost {
+		return nil, ErrLeaseLost
+	}
 	if !cl.owned || cl.finished {
 		return nil, ErrClaimFinished
 	}
@@ -186,6 +190,7 @@ func (cl *Claim) giveUp() {
 // lose ends a claim that the backend no longer gives to this owner. The
 // key's usage is the new owner's now. cl.mu is held.
 func (cl *Claim) lose() {
+	cl.lost = true
 	if cl.cancel != nil {
 		cl.cancel(ErrLeaseLost)
 	}
@@ -234,7 +239,10 @@ func (cl *Claim) renew() {
 		cl.lose()
 		return
 	}
-	if err != nil && !errors.Is(err, ErrClosed) {
+	if errors.Is(err, ErrClosed) {
+		return // nothing more can be stored: the lease lapses
+	}
+	if err != nil {
 		st.log.Warn("idem: lease renewal failed", "scope", cl.scope.name, "err", err)
 	}
 	cl.renewal.Reset(st.renewal)

@@ -163,21 +163,44 @@ func TestModel(t *testing.T) {
 	}
 	// The record cache must not change any answer: off, tiny (constant
 	// eviction) and default.
-	for _, cache := range []int{-1, 2048, 0} {
-		for seed := range seeds {
-			t.Run(fmt.Sprintf("cache=%d/seed=%d", cache, seed), func(t *testing.T) {
-				runModel(t, uint64(seed), ops, cache)
-			})
+	backends := append([]modelBackend{{"badger", nil}}, modelBackends...)
+	for _, be := range backends {
+		for _, cache := range []int{-1, 2048, 0} {
+			for seed := range seeds {
+				t.Run(fmt.Sprintf("%s/cache=%d/seed=%d", be.name, cache, seed), func(t *testing.T) {
+					runModel(t, uint64(seed), ops, cache, be.open)
+				})
+			}
 		}
 	}
 }
 
-func runModel(t *testing.T, seed uint64, ops, cacheBytes int) {
+// modelBackend is a backend the model test runs against: open returns a
+// function that opens the same storage again at each call (nil: Badger in
+// a temporary directory).
+type modelBackend struct {
+	name string
+	open func(testing.TB) func() Backend
+}
+
+// modelBackends are the backends besides Badger, registered by tests of
+// packages that import this one (see RegisterModelBackend).
+var modelBackends []modelBackend
+
+func runModel(t *testing.T, seed uint64, ops, cacheBytes int, backend func(testing.TB) func() Backend) {
 	rng := rand.New(rand.NewPCG(seed, 0x1de))
 	clock := newFakeClock()
-	dir := t.TempDir()
+	opts := Options{Dir: t.TempDir(), Now: clock.Now, Shards: 4, CacheBytes: cacheBytes, GCInterval: -1}
+	var reopen func() Backend
+	if backend != nil {
+		reopen = backend(t)
+		opts.Dir = ""
+	}
 	open := func() (*Store, *Scope) {
-		st, err := Open(Options{Dir: dir, Now: clock.Now, Shards: 4, CacheBytes: cacheBytes, GCInterval: -1})
+		if reopen != nil {
+			opts.Backend = reopen()
+		}
+		st, err := Open(opts)
 		require.NoError(t, err)
 		return st, scopeTest(t, st, "model", modelOptions)
 	}

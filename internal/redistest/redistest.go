@@ -89,6 +89,7 @@ func find() (string, error) {
 	_ = l.Close()
 	cmd := exec.Command(path, "--port", fmt.Sprint(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--logfile", "")
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return "", err
 	}

@@ -1,0 +1,336 @@
+package idemredis_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/idemkit/idem"
+	"github.com/idemkit/idem/idemhttp"
+	"github.com/idemkit/idem/idemredis"
+	"github.com/idemkit/idem/internal/redistest"
+)
+
+// instances opens n stores on one Redis key space, as n instances of a
+// service would, each with its backend wrapped in a pausable one.
+func instances(t *testing.T, n int, opts idem.Options) ([]*idem.Store, []*pausable) {
+	rdb := redistest.Client(t)
+	prefix := redistest.Prefix(t, rdb)
+	stores := make([]*idem.Store, n)
+	backends := make([]*pausable, n)
+	for i := range stores {
+		be, err := idemredis.New(rdb, idemredis.Options{Prefix: prefix})
+		require.NoError(t, err)
+		backends[i] = &pausable{Backend: be}
+		o := opts
+		o.Backend = backends[i]
+		stores[i], err = idem.Open(o)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = stores[i].Close() })
+	}
+	return stores, backends
+}
+
+// pausable is a backend whose lease renewals can be held back, as they
+// are while its process is stopped.
+type pausable struct {
+	idem.Backend
+	mu     sync.Mutex
+	paused chan struct{} // nil: running
+}
+
+func (p *pausable) pause() {
+	p.mu.Lock()
+	p.paused = make(chan struct{})
+	p.mu.Unlock()
+}
+
+func (p *pausable) resume() {
+	p.mu.Lock()
+	close(p.paused)
+	p.paused = nil
+	p.mu.Unlock()
+}
+
+func (p *pausable) Renew(ctx context.Context, key []byte, owner uint64, lease time.Duration) error {
+	p.mu.Lock()
+	paused := p.paused
+	p.mu.Unlock()
+	if paused != nil {
+		<-paused
+	}
+	return p.Backend.Renew(ctx, key, owner, lease)
+}
+
+func scope(t *testing.T, st *idem.Store, o idem.ScopeOptions) *idem.Scope {
+	sc, err := st.Scope("orders", o)
+	require.NoError(t, err)
+	return sc
+}
+
+func value(runs *atomic.Int64, v string) func(context.Context) ([]byte, error) {
+	return func(context.Context) ([]byte, error) {
+		runs.Add(1)
+		return []byte(v), nil
+	}
+}
+
+func TestInstancesShareRecords(t *testing.T) {
+	ctx := context.Background()
+	stores, _ := instances(t, 2, idem.Options{})
+	a, b := scope(t, stores[0], idem.ScopeOptions{}), scope(t, stores[1], idem.ScopeOptions{})
+	var runs atomic.Int64
+	res, err := a.Tenant("acct").Do(ctx, "k", []byte("fp"), value(&runs, "first"))
+	require.NoError(t, err)
+	assert.False(t, res.Replayed)
+
+	res, err = b.Tenant("acct").Do(ctx, "k", []byte("fp"), value(&runs, "second"))
+	require.NoError(t, err)
+	assert.True(t, res.Replayed)
+	assert.Equal(t, "first", string(res.Value), "a retry on another instance gets the first result")
+	_, err = b.Tenant("acct").Do(ctx, "k", []byte("other"), value(&runs, "second"))
+	assert.ErrorIs(t, err, idem.ErrFingerprintMismatch)
+	res, err = b.Tenant("other").Do(ctx, "k", []byte("fp"), value(&runs, "tenant"))
+	require.NoError(t, err)
+	assert.False(t, res.Replayed, "tenants stay apart")
+
+	_, err = a.Do(ctx, "fails", nil, func(context.Context) ([]byte, error) {
+		return nil, idem.Permanent(errors.New("card declined"))
+	})
+	require.Error(t, err)
+	_, err = b.Do(ctx, "fails", nil, value(&runs, "x"))
+	var fe *idem.FailureError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, "card declined", fe.Message)
+	assert.Equal(t, int64(2), runs.Load())
+
+	info, err := stores[1].Lookup(ctx, "orders", "acct", "k")
+	require.NoError(t, err)
+	assert.Equal(t, "completed", info.State)
+	var n int
+	require.NoError(t, stores[1].Records(ctx, idem.RecordFilter{Scope: "orders"}, func(idem.RecordInfo) error { n++; return nil }))
+	assert.Equal(t, 3, n)
+}
+
+func TestDuplicateOnAnotherInstanceWaits(t *testing.T) {
+	ctx := context.Background()
+	stores, _ := instances(t, 2, idem.Options{})
+	a, b := scope(t, stores[0], idem.ScopeOptions{}), scope(t, stores[1], idem.ScopeOptions{})
+	started, finish := make(chan struct{}), make(chan struct{})
+	var runs atomic.Int64
+	go func() {
+		_, _ = a.Do(ctx, "k", []byte("fp"), func(context.Context) ([]byte, error) {
+			runs.Add(1)
+			close(started)
+			<-finish
+			return []byte("result"), nil
+		})
+	}()
+	<-started
+
+	_, err := b.Claim(ctx, "k", []byte("fp"))
+	assert.ErrorIs(t, err, idem.ErrInProgress, "Claim does not wait")
+	_, err = b.Do(ctx, "k", []byte("other"), value(&runs, "x"))
+	assert.ErrorIs(t, err, idem.ErrFingerprintMismatch, "checked while the owner runs")
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	_, err = b.Do(short, "k", []byte("fp"), value(&runs, "x"))
+	assert.ErrorIs(t, err, idem.ErrInProgress)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+
+	var wg sync.WaitGroup
+	results := make(chan idem.Result, 8)
+	for range 8 {
+		wg.Go(func() {
+			res, err := b.Do(ctx, "k", []byte("fp"), value(&runs, "x"))
+			assert.NoError(t, err)
+			results <- res
+		})
+	}
+	time.Sleep(30 * time.Millisecond) // let them wait
+	close(finish)
+	wg.Wait()
+	close(results)
+	for res := range results {
+		assert.True(t, res.Replayed)
+		assert.Equal(t, "result", string(res.Value))
+	}
+	assert.Equal(t, int64(1), runs.Load(), "the function ran once, on one instance")
+	assert.NotZero(t, stores[1].Stats().Coalesced)
+}
+
+func TestPausedOwnerLosesItsKey(t *testing.T) {
+	ctx := context.Background()
+	opts := idem.Options{Lease: 200 * time.Millisecond, LeaseRenewal: 50 * time.Millisecond}
+	stores, backends := instances(t, 2, opts)
+	a, b := scope(t, stores[0], idem.ScopeOptions{}), scope(t, stores[1], idem.ScopeOptions{})
+
+	started := make(chan struct{})
+	type outcome struct {
+		res   idem.Result
+		err   error
+		cause error
+	}
+	done := make(chan outcome, 1)
+	backends[0].pause() // instance a stalls: its renewals do not reach Redis
+	go func() {
+		var cause error
+		res, err := a.Do(ctx, "k", nil, func(ctx context.Context) ([]byte, error) {
+			close(started)
+			<-ctx.Done() // the work notices that its claim is lost
+			cause = context.Cause(ctx)
+			return []byte("stale"), nil
+		})
+		done <- outcome{res, err, cause}
+	}()
+	<-started
+
+	var runs atomic.Int64
+	res, err := b.Do(ctx, "k", nil, value(&runs, "fresh"))
+	require.NoError(t, err, "b waits for the lease to lapse, then takes the orphan over")
+	assert.False(t, res.Replayed)
+	assert.Equal(t, uint64(1), stores[1].Stats().Orphans)
+
+	backends[0].resume()
+	out := <-done
+	assert.ErrorIs(t, out.cause, idem.ErrLeaseLost, "the owner's context is cancelled")
+	assert.ErrorIs(t, out.err, idem.ErrLeaseLost, "and its result is not stored")
+
+	res, err = a.Do(ctx, "k", nil, value(&runs, "x"))
+	require.NoError(t, err)
+	assert.Equal(t, "fresh", string(res.Value), "the new owner's result stands")
+	assert.Equal(t, int64(1), runs.Load())
+}
+
+func TestLapsedClaimUnderOrphanReport(t *testing.T) {
+	ctx := context.Background()
+	opts := idem.Options{Lease: 100 * time.Millisecond, LeaseRenewal: 30 * time.Millisecond}
+	stores, backends := instances(t, 2, opts)
+	o := idem.ScopeOptions{Orphans: idem.OrphanReport}
+	a, b := scope(t, stores[0], o), scope(t, stores[1], o)
+	backends[0].pause()
+	cl, err := a.Claim(ctx, "k", nil)
+	require.NoError(t, err)
+	require.True(t, cl.Owned())
+	assert.NotZero(t, cl.Token())
+
+	_, err = b.Claim(ctx, "k", nil)
+	assert.ErrorIs(t, err, idem.ErrInProgress, "held while the lease runs")
+	deadline := time.Now().Add(5 * time.Second)
+	for errors.Is(err, idem.ErrInProgress) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		_, err = b.Claim(ctx, "k", nil)
+	}
+	assert.ErrorIs(t, err, idem.ErrOutcomeUnknown, "lapsed: reported, never run again")
+	info, err := stores[1].Lookup(ctx, "orders", "", "k")
+	require.NoError(t, err)
+	assert.Equal(t, "orphaned", info.State)
+
+	// Nobody took it over, so the owner may still record its outcome.
+	backends[0].resume()
+	require.NoError(t, cl.Complete(ctx, []byte("late")))
+	res, err := b.Do(ctx, "k", nil, value(new(atomic.Int64), "x"))
+	require.NoError(t, err)
+	assert.Equal(t, "late", string(res.Value))
+}
+
+func TestCapsOnRedis(t *testing.T) {
+	ctx := context.Background()
+	stores, _ := instances(t, 2, idem.Options{})
+	sc := scope(t, stores[0], idem.ScopeOptions{MaxKeys: 3})
+	var runs atomic.Int64
+	for i := range 3 {
+		_, err := sc.Do(ctx, fmt.Sprint("k", i), nil, value(&runs, "v"))
+		require.NoError(t, err)
+	}
+	_, err := sc.Do(ctx, "k3", nil, value(&runs, "v"))
+	assert.ErrorIs(t, err, idem.ErrScopeFull)
+	res, err := sc.Do(ctx, "k0", nil, value(&runs, "v"))
+	require.NoError(t, err, "replays work in a full scope")
+	assert.True(t, res.Replayed)
+	assert.Equal(t, int64(3), stores[0].Stats().Scopes["orders"].Keys)
+
+	// Another instance learns of the others' keys at each collection.
+	other := scope(t, stores[1], idem.ScopeOptions{MaxKeys: 3})
+	gc, err := stores[1].GC(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), gc.Live)
+	_, err = other.Do(ctx, "k4", nil, value(&runs, "v"))
+	assert.ErrorIs(t, err, idem.ErrScopeFull)
+}
+
+func TestCachedRecordIsReplayedNoLongerThanCacheMaxAge(t *testing.T) {
+	ctx := context.Background()
+	stores, _ := instances(t, 2, idem.Options{CacheMaxAge: 100 * time.Millisecond})
+	a := scope(t, stores[0], idem.ScopeOptions{})
+	var runs atomic.Int64
+	for range 2 { // the second call reads the record, and caches it
+		_, err := a.Do(ctx, "k", nil, value(&runs, "v"))
+		require.NoError(t, err)
+	}
+	require.NoError(t, stores[1].Delete(ctx, "orders", "", "k"))
+	deleted := time.Now()
+	for {
+		res, err := a.Do(ctx, "k", nil, value(&runs, "again"))
+		require.NoError(t, err)
+		if !res.Replayed {
+			break
+		}
+		require.Less(t, time.Since(deleted), 100*time.Millisecond+50*time.Millisecond,
+			"a deleted record is replayed from the cache for CacheMaxAge at most")
+		time.Sleep(5 * time.Millisecond)
+	}
+	assert.Equal(t, int64(2), runs.Load())
+}
+
+func TestMiddlewareAcrossInstances(t *testing.T) {
+	stores, _ := instances(t, 2, idem.Options{})
+	var runs atomic.Int64
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := runs.Add(1)
+		time.Sleep(20 * time.Millisecond)
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, "order %d", n)
+	})
+	var servers []*httptest.Server
+	for _, st := range stores {
+		mw, err := idemhttp.New(scope(t, st, idem.ScopeOptions{}), idemhttp.Options{Global: true, Wait: 5 * time.Second})
+		require.NoError(t, err)
+		srv := httptest.NewServer(mw(handler))
+		t.Cleanup(srv.Close)
+		servers = append(servers, srv)
+	}
+	var wg sync.WaitGroup
+	bodies := make(chan string, 10)
+	for i := range 10 {
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodPost, servers[i%2].URL+"/orders", strings.NewReader(`{"item":1}`))
+			req.Header.Set("Idempotency-Key", "abc")
+			resp, err := http.DefaultClient.Do(req)
+			if !assert.NoError(t, err) {
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			assert.Equal(t, http.StatusCreated, resp.StatusCode, string(b))
+			bodies <- string(b)
+		})
+	}
+	wg.Wait()
+	close(bodies)
+	for b := range bodies {
+		assert.Equal(t, "order 1", b)
+	}
+	assert.Equal(t, int64(1), runs.Load(), "one order, whichever instance each retry reached")
+}

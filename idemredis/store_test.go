@@ -334,3 +334,26 @@ func TestMiddlewareAcrossInstances(t *testing.T) {
 	}
 	assert.Equal(t, int64(1), runs.Load(), "one order, whichever instance each retry reached")
 }
+
+// TestLateCompletionIsFenced completes a claim whose key was taken over
+// while its renewals were stalled: the backend refuses it by owner token.
+func TestLateCompletionIsFenced(t *testing.T) {
+	ctx := context.Background()
+	opts := idem.Options{Lease: 100 * time.Millisecond, LeaseRenewal: 30 * time.Millisecond}
+	stores, backends := instances(t, 2, opts)
+	a, b := scope(t, stores[0], idem.ScopeOptions{}), scope(t, stores[1], idem.ScopeOptions{})
+	backends[0].pause()
+	defer backends[0].resume()
+	cl, err := a.Claim(ctx, "k", nil)
+	require.NoError(t, err)
+	var runs atomic.Int64
+	res, err := b.Do(ctx, "k", nil, value(&runs, "fresh"))
+	require.NoError(t, err)
+	assert.False(t, res.Replayed)
+
+	assert.ErrorIs(t, cl.Complete(ctx, []byte("stale")), idem.ErrLeaseLost)
+	assert.ErrorIs(t, cl.Complete(ctx, []byte("stale")), idem.ErrLeaseLost, "and stays lost")
+	res, err = a.Do(ctx, "k", nil, value(&runs, "x"))
+	require.NoError(t, err)
+	assert.Equal(t, "fresh", string(res.Value))
+}

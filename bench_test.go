@@ -4,19 +4,22 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/idemkit/idem/internal/bench"
+	"github.com/idemkit/idem/internal/redistest"
 )
 
 // BenchmarkCheckAndSet compares idem (Do, Claim) with the baselines on the
 // same workloads in one run: naive Badger (what users write by hand) and a
-// sharded in-memory map (the ceiling). Rows are named
-// sync=S/WORKLOAD/g=GOROUTINES/TARGET so that the targets of one setting
-// stand together; compare their ops/s.
+// sharded in-memory map (the ceiling); and idem on Redis with raw go-redis
+// SET NX GET (when a Redis server is found, see internal/redistest). Rows
+// are named sync=S/WORKLOAD/g=GOROUTINES/TARGET so that the targets of one
+// setting stand together; compare their ops/s.
 //
 //	go test -run '^$' -bench CheckAndSet -benchtime 2s
 func BenchmarkCheckAndSet(b *testing.B) {
@@ -25,13 +28,17 @@ func BenchmarkCheckAndSet(b *testing.B) {
 	for _, sync := range []bool{false, true} {
 		for _, w := range bench.Workloads {
 			for _, g := range []int{1, 8, 64} {
-				for _, kind := range bench.Kinds {
-					if sync && kind == bench.MemSharded {
+				for _, kind := range append(bench.Kinds, bench.RedisKinds...) {
+					if sync && !kind.Syncs() {
 						continue // nothing to sync
 					}
 					name := fmt.Sprintf("sync=%v/%s/g=%d/%s", sync, w, g, kind)
 					b.Run(name, func(sub *testing.B) {
-						t, keys := prepared(sub, kind, w, sync, valueSize)
+						env := bench.Env{Sync: sync}
+						if slices.Contains(bench.RedisKinds, kind) {
+							env.RedisAddr = redistest.Addr(sub)
+						}
+						t, keys := prepared(sub, kind, w, env, valueSize)
 						runParallel(sub, t, keys, g, valueSize)
 					})
 				}
@@ -51,7 +58,7 @@ var current struct {
 	keys *bench.Keys
 }
 
-func prepared(b *testing.B, kind bench.Kind, w bench.Workload, sync bool, valueSize int) (bench.Target, *bench.Keys) {
+func prepared(b *testing.B, kind bench.Kind, w bench.Workload, env bench.Env, valueSize int) (bench.Target, *bench.Keys) {
 	b.Helper()
 	if current.name == b.Name() {
 		return current.t, current.keys
@@ -62,7 +69,8 @@ func prepared(b *testing.B, kind bench.Kind, w bench.Workload, sync bool, valueS
 	if err != nil {
 		b.Fatal(err)
 	}
-	t, keys, err := bench.Prepare(context.Background(), kind, w, dir, sync, valueSize)
+	env.Dir = dir
+	t, keys, err := bench.Prepare(context.Background(), kind, w, env, valueSize)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -51,7 +51,7 @@ type Options struct {
 	// backend is asked again: a record deleted through another process
 	// (Store.Delete there) can still be replayed here for that long.
 	// Records are otherwise immutable until they expire, and expiry is
-	// checked on every replay. Zero means 1 second. The default backend
+	// checked on every replay. Zero means 10 seconds. The default backend
 	// changes only through this process, so its cache needs no bound.
 	CacheMaxAge time.Duration
 
@@ -97,7 +97,7 @@ type Options struct {
 const defaultCacheBytes = 64 << 20
 
 // defaultCacheMaxAge is Options.CacheMaxAge when it is zero.
-const defaultCacheMaxAge = time.Second
+const defaultCacheMaxAge = 10 * time.Second
 
 // Store is an open idempotency store. It is safe for concurrent use. Work
 // is done through the [Scope] values it hands out.

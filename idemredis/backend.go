@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -48,10 +49,14 @@ type Options struct {
 type Backend struct {
 	rdb    redis.UniversalClient
 	prefix string
+	pipe   *pipeliner
+	once   sync.Once // stops pipe
 }
 
-// New returns a backend that keeps its records in rdb. The client stays
-// the caller's: Close does not close it.
+// New returns a backend that keeps its records in rdb. Calls made at the
+// same time share pipelines (round trips) to the server. The client stays
+// the caller's: Close (which [idem.Store.Close] calls) ends the backend's
+// goroutines but does not close the client.
 func New(rdb redis.UniversalClient, opts Options) (*Backend, error) {
 	if opts.Prefix == "" {
 		opts.Prefix = "idem:"
@@ -59,7 +64,7 @@ func New(rdb redis.UniversalClient, opts Options) (*Backend, error) {
 	if strings.ContainsAny(opts.Prefix, "{}") {
 		return nil, fmt.Errorf("%w: idemredis prefix %q contains a brace", idem.ErrInvalidOptions, opts.Prefix)
 	}
-	return &Backend{rdb: rdb, prefix: opts.Prefix}, nil
+	return &Backend{rdb: rdb, prefix: opts.Prefix, pipe: startPipeliner(rdb)}, nil
 }
 
 var _ idem.Backend = (*Backend)(nil)
@@ -86,14 +91,15 @@ func flag(b bool) string {
 // Claim implements [idem.Backend]. Volatile claims are stored like any:
 // other instances must see them.
 func (b *Backend) Claim(ctx context.Context, key []byte, req idem.ClaimRequest) (idem.ClaimResult, error) {
-	v, err := claimScript.Run(ctx, b.rdb, []string{b.redisKey(key)},
+	reply, err := b.pipe.run(ctx, &claimOp, b.redisKey(key),
 		req.Value, ms(req.Lease), max(ms(req.TTL), ms(req.Lease), 1), flag(req.Takeover),
-		flag(req.Stale != nil), req.Stale).Slice()
+		flag(req.Stale != nil), req.Stale)
 	if err != nil {
-		return idem.ClaimResult{}, fmt.Errorf("idemredis: claim: %w", err)
+		return idem.ClaimResult{}, err
 	}
-	if len(v) != 4 {
-		return idem.ClaimResult{}, fmt.Errorf("idemredis: claim: %d fields in reply", len(v))
+	v, ok := reply.([]any)
+	if !ok || len(v) != 4 {
+		return idem.ClaimResult{}, fmt.Errorf("idemredis: claim: reply %v", reply)
 	}
 	owner, err1 := token(v[0])
 	prevOwner, err2 := token(v[1])
@@ -117,13 +123,13 @@ func token(v any) (uint64, error) {
 	return strconv.ParseUint(s, 10, 64)
 }
 
-// owned runs a script that answers 1 for the owner and 0 otherwise.
-func (b *Backend) owned(ctx context.Context, op string, script *redis.Script, key []byte, owner uint64, args ...any) error {
-	n, err := script.Run(ctx, b.rdb, []string{b.redisKey(key)}, append([]any{strconv.FormatUint(owner, 10)}, args...)...).Int()
+// owned runs an operation that replies 1 for the owner and 0 otherwise.
+func (b *Backend) owned(ctx context.Context, o *op, key []byte, owner uint64, args ...any) error {
+	reply, err := b.pipe.run(ctx, o, b.redisKey(key), append([]any{strconv.FormatUint(owner, 10)}, args...)...)
 	if err != nil {
-		return fmt.Errorf("idemredis: %s: %w", op, err)
+		return err
 	}
-	if n != 1 {
+	if reply != int64(1) {
 		return idem.ErrLeaseLost
 	}
 	return nil
@@ -131,27 +137,28 @@ func (b *Backend) owned(ctx context.Context, op string, script *redis.Script, ke
 
 // Renew implements [idem.Backend].
 func (b *Backend) Renew(ctx context.Context, key []byte, owner uint64, lease time.Duration) error {
-	return b.owned(ctx, "renew", renewScript, key, owner, ms(lease))
+	return b.owned(ctx, &renewOp, key, owner, ms(lease))
 }
 
 // Complete implements [idem.Backend].
 func (b *Backend) Complete(ctx context.Context, key []byte, owner uint64, value []byte, ttl time.Duration) error {
-	return b.owned(ctx, "complete", completeScript, key, owner, value, max(ms(ttl), 1))
+	return b.owned(ctx, &completeOp, key, owner, value, max(ms(ttl), 1))
 }
 
 // Release implements [idem.Backend].
 func (b *Backend) Release(ctx context.Context, key []byte, owner uint64) error {
-	return b.owned(ctx, "release", releaseScript, key, owner)
+	return b.owned(ctx, &releaseOp, key, owner)
 }
 
 // Get implements [idem.Backend].
 func (b *Backend) Get(ctx context.Context, key []byte) (idem.Entry, bool, error) {
-	v, err := getScript.Run(ctx, b.rdb, []string{b.redisKey(key)}).Slice()
-	if errors.Is(err, redis.Nil) {
-		return idem.Entry{}, false, nil
+	reply, err := b.pipe.run(ctx, &getOp, b.redisKey(key))
+	if err != nil || reply == nil {
+		return idem.Entry{}, false, err
 	}
-	if err != nil {
-		return idem.Entry{}, false, fmt.Errorf("idemredis: get: %w", err)
+	v, ok := reply.([]any)
+	if !ok || len(v) != 3 {
+		return idem.Entry{}, false, fmt.Errorf("idemredis: get: reply %v", reply)
 	}
 	e, err := entry(v[0], v[1] == int64(1), v[2])
 	if err != nil {
@@ -220,9 +227,9 @@ func (b *Backend) read(ctx context.Context, c redis.UniversalClient, keys []stri
 	}
 	pipe := c.Pipeline()
 	clock := pipe.Time(ctx)
-	cmds := make([]*redis.SliceCmd, len(keys))
+	cmds := make([]*redis.StringCmd, len(keys))
 	for i, k := range keys {
-		cmds[i] = pipe.HMGet(ctx, k, "o", "l", "v")
+		cmds[i] = pipe.Get(ctx, k)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("idemredis: scan: %w", err)
@@ -233,24 +240,35 @@ func (b *Backend) read(ctx context.Context, c redis.UniversalClient, keys []stri
 			continue
 		}
 		seen[k] = true
-		f := cmds[i].Val()
-		if len(f) != 3 || f[2] == nil {
-			continue // gone since the scan saw it
-		}
 		raw, err := hex.DecodeString(strings.TrimSuffix(strings.TrimPrefix(k, b.prefix+"{"), "}"))
-		if err != nil {
-			continue // not one of ours
+		if err != nil || cmds[i].Err() != nil {
+			continue // not one of ours, or gone since the scan saw it
 		}
-		lease, _ := strconv.ParseInt(fmt.Sprint(f[1]), 10, 64)
-		e, err := entry(f[0], f[0] != "0" && lease <= now, f[2])
+		e, err := parseEntry(cmds[i].Val(), now)
 		if err != nil {
-			return fmt.Errorf("idemredis: scan: %w", err)
+			return fmt.Errorf("idemredis: scan %x: %w", raw, err)
 		}
 		if err := fn(raw, e); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// parseEntry decodes a stored entry (see scripts.go) read at server time
+// now, in milliseconds.
+func parseEntry(s string, now int64) (idem.Entry, error) {
+	head, value, ok := strings.Cut(s, ";")
+	parts := strings.Split(head, ",")
+	if !ok || len(parts) != 4 {
+		return idem.Entry{}, errors.New("malformed entry")
+	}
+	owner, err1 := strconv.ParseUint(parts[0], 10, 64)
+	lease, err2 := strconv.ParseInt(parts[1], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return idem.Entry{}, fmt.Errorf("malformed entry: %w", err)
+	}
+	return idem.Entry{Value: []byte(value), Owner: owner, Lapsed: owner != 0 && lease <= now}, nil
 }
 
 // globEscape escapes the characters SCAN's MATCH pattern treats specially.
@@ -266,4 +284,7 @@ func globEscape(s string) string {
 }
 
 // Close implements [idem.Backend]. It leaves the client open.
-func (b *Backend) Close() error { return nil }
+func (b *Backend) Close() error {
+	b.once.Do(b.pipe.stop)
+	return nil
+}

@@ -1,79 +1,142 @@
 package idemredis
 
-import "github.com/redis/go-redis/v9"
+import (
+	"fmt"
+	"strings"
 
-// Every entry is a hash of four fields:
-//
-//	o  owner token of an in-progress entry, "0" once finished
-//	l  end of the owner's lease, Unix milliseconds of the server's clock
-//	f  the last token given out for the key, so that tokens only grow
-//	v  the value
-//
-// Each operation is one script, so Redis runs it atomically; time comes
-// from the server (TIME), never from the instances. Numbers are written
-// with %.0f: Lua's own formatting would turn tokens into exponents.
+	"github.com/redis/go-redis/v9"
+)
 
-// now is the server's clock in milliseconds (ms) and microseconds (us).
-const now = `
+// Every entry is one Redis string: a header, then the value.
+//
+//	owner,lease,fence,expires;value
+//
+// owner is the token of an in-progress entry's owner (0 once finished),
+// lease the end of its lease in Unix milliseconds of the server's clock,
+// fence the last token given out for the key, so that tokens only grow,
+// and expires the entry's own expiry (so that a script can put an entry
+// back exactly as it was). A token is the server's time in microseconds (at least fence+1):
+// it grows across a release or deletion too, since no two scripts run in
+// the same microsecond. Lua's numbers hold it exactly (it is under 2^53),
+// but print it in exponent form, so it is built from TIME's strings.
+//
+// Each operation is a script, so Redis runs it atomically; time comes from
+// the server (TIME), never from the instances. The server's work bounds
+// throughput, and in a script each command costs several times what it
+// costs alone, so the common paths take one command per key — a claim of
+// a new key is one SET NX GET, a completion one SET XX GET (undone in the
+// rare case that the key is not the caller's) — and every script takes a
+// batch of keys, the same operation for each with its own arguments, and
+// returns a reply per key (see pipeliner).
+
+// op is one operation's script and the number of arguments it takes per
+// key.
+type op struct {
+	name   string
+	script *redis.Script
+	args   int
+}
+
+// batchScript wraps the body of a function f(k, a), which runs the
+// operation on key k with its arguments ARGV[a+1..a+args], in a loop over
+// the keys of a call. setup, if any, runs once per call before the loop.
+func batchScript(name string, args int, body string, setup ...string) op {
+	return op{name: name, args: args, script: redis.NewScript(fmt.Sprintf(`
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-`
-
-// claimScript: KEYS[1] the entry; ARGV value, lease ms, ttl ms, takeover
-// ("1"), has stale ("1"), stale. Returns {token or "0", previous owner,
-// previous lapsed (0/1), previous value or nil}.
-var claimScript = redis.NewScript(now + `
-local cur = redis.call('HMGET', KEYS[1], 'o', 'l', 'v', 'f')
-local prev, lapsed = '0', 0
-if cur[3] then
-  prev = cur[1]
-  if prev ~= '0' and tonumber(cur[2]) <= ms then lapsed = 1 end
-  local take = (lapsed == 1 and ARGV[4] == '1') or
-    (ARGV[5] == '1' and (prev == '0' or lapsed == 1) and cur[3] == ARGV[6])
-  if not take then
-    return {'0', prev, lapsed, cur[3]}
-  end
+local us = t[1] .. string.rep('0', 6 - #t[2]) .. t[2]
+local function parse(cur)
+  local o, l, f, e, at = string.match(cur, '^(%%d+),(%%d+),(%%d+),(%%d+);()')
+  return o, tonumber(l), tonumber(f), e, at
 end
-local token = us
-if cur[4] and tonumber(cur[4]) >= token then token = tonumber(cur[4]) + 1 end
-local ts = string.format('%.0f', token)
-redis.call('HSET', KEYS[1], 'o', ts, 'f', ts, 'l', string.format('%.0f', ms + tonumber(ARGV[2])), 'v', ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return {ts, prev, lapsed, cur[3] or false}
-`)
+-- later(d) is the time d milliseconds from now, as a string; the keys of
+-- a call mostly share their durations, so each is computed once.
+local laters = {}
+local function later(d)
+  local v = laters[d]
+  if not v then
+    v = tostring(ms + tonumber(d))
+    laters[d] = v
+  end
+  return v
+end
+%s
+local function f(k, a)
+%s
+end
+local out = {}
+for i = 1, #KEYS do
+  out[i] = f(KEYS[i], (i - 1) * %d)
+end
+return out
+`, strings.Join(setup, "\n"), body, args))}
+}
 
-// renewScript: KEYS[1]; ARGV owner, lease ms. Returns 1, or 0 if not the
-// owner. The entry is kept at least as long as the lease.
-var renewScript = redis.NewScript(now + `
-if redis.call('HGET', KEYS[1], 'o') ~= ARGV[1] then return 0 end
-local lease = tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 'l', string.format('%.0f', ms + lease))
-if redis.call('PTTL', KEYS[1]) < lease then redis.call('PEXPIRE', KEYS[1], lease) end
-return 1
-`)
+// claimOp: value, lease ms, ttl ms, takeover ("1"), has stale ("1"),
+// stale. Replies {token or "0", previous owner, previous lapsed (0/1),
+// previous value or nil}.
+var claimOp = batchScript("claim", 6, `
+  local lease, expires = later(ARGV[a+2]), later(ARGV[a+3])
+  local h = heads[lease .. expires]
+  if not h then
+    h = us .. ',' .. lease .. ',' .. us .. ',' .. expires .. ';'
+    heads[lease .. expires] = h
+  end
+  local cur = redis.call('SET', k, h .. ARGV[a+1], 'PXAT', expires, 'NX', 'GET')
+  if not cur then
+    return claimed -- a new key: the common case
+  end
+  local token = us
+  local prev, l, fence, e, at = parse(cur)
+  local old = string.sub(cur, at)
+  local lapsed = 0
+  if prev ~= '0' and l <= ms then lapsed = 1 end
+  local take = (lapsed == 1 and ARGV[a+4] == '1') or
+    (ARGV[a+5] == '1' and (prev == '0' or lapsed == 1) and old == ARGV[a+6])
+  if not take then
+    return {'0', prev, lapsed, old}
+  end
+  if tonumber(token) <= fence then token = string.format('%.0f', fence + 1) end
+  redis.call('SET', k, token .. ',' .. lease .. ',' .. token .. ',' .. expires .. ';' .. ARGV[a+1], 'PXAT', expires)
+  return {token, prev, lapsed, old}`,
+	`local heads, claimed = {}, {us, '0', 0, false}`)
 
-// completeScript: KEYS[1]; ARGV owner, value, ttl ms. Returns 1, or 0 if
-// not the owner.
-var completeScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'o') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'o', '0', 'v', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
-`)
+// renewOp: owner, lease ms. Replies 1, or 0 if not the owner. The entry
+// is kept at least as long as the lease.
+var renewOp = batchScript("renew", 2, `
+  local cur = redis.call('GET', k)
+  if not cur then return 0 end
+  local o, l, fence, e, at = parse(cur)
+  if o ~= ARGV[a+1] then return 0 end
+  local lease = later(ARGV[a+2])
+  if tonumber(e) < tonumber(lease) then e = lease end
+  redis.call('SET', k, o .. ',' .. lease .. ',' .. o .. ',' .. e .. ';' .. string.sub(cur, at), 'PXAT', e)
+  return 1`)
 
-// releaseScript: KEYS[1]; ARGV owner. Returns 1, or 0 if not the owner.
-var releaseScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'o') ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-return 1
-`)
+// completeOp: owner, value, ttl ms. Replies 1, or 0 if not the owner.
+var completeOp = batchScript("complete", 3, `
+  local expires = later(ARGV[a+3])
+  local cur = redis.call('SET', k, '0,0,' .. ARGV[a+1] .. ',' .. expires .. ';' .. ARGV[a+2], 'PXAT', expires, 'XX', 'GET')
+  if not cur then return 0 end
+  local o, l, fence, e = parse(cur)
+  if o ~= ARGV[a+1] then
+    redis.call('SET', k, cur, 'PXAT', e) -- not the caller's: put it back
+    return 0
+  end
+  return 1`)
 
-// getScript: KEYS[1]. Returns {owner, lapsed (0/1), value}, or nil.
-var getScript = redis.NewScript(now + `
-local cur = redis.call('HMGET', KEYS[1], 'o', 'l', 'v')
-if not cur[3] then return false end
-local lapsed = 0
-if cur[1] ~= '0' and tonumber(cur[2]) <= ms then lapsed = 1 end
-return {cur[1], lapsed, cur[3]}
-`)
+// releaseOp: owner. Replies 1, or 0 if not the owner.
+var releaseOp = batchScript("release", 1, `
+  local cur = redis.call('GET', k)
+  if not cur or parse(cur) ~= ARGV[a+1] then return 0 end
+  redis.call('DEL', k)
+  return 1`)
+
+// getOp: no arguments. Replies {owner, lapsed (0/1), value}, or nil.
+var getOp = batchScript("get", 0, `
+  local cur = redis.call('GET', k)
+  if not cur then return false end
+  local o, l, fence, e, at = parse(cur)
+  local lapsed = 0
+  if o ~= '0' and l <= ms then lapsed = 1 end
+  return {o, lapsed, string.sub(cur, at)}`)

@@ -14,14 +14,17 @@ import (
 	"github.com/idemkit/idem/internal/bench"
 )
 
-const benchUsage = `idem bench [-workload unique,dup90,hot] [-goroutines 1,8,64] [-duration 2s] [-value-size 256] [-sync] [-targets LIST] [-json]
+const benchUsage = `idem bench [-workload unique,dup90,hot] [-goroutines 1,8,64] [-duration 2s] [-value-size 256] [-sync] [-targets LIST] [-redis ADDR] [-json]
 
 Runs concurrent check-and-set on idem (Do and Claim) and on the baselines
 (naive Badger get-then-set, an in-memory sharded map) in fresh temporary
 directories, and prints ops/s, latency and each row's ratio to the baselines.
+With -redis, the targets are idem on the idemredis backend and raw go-redis
+SET NX GET on that server instead (keys of their own, deleted afterwards).
 
-example:
-  idem bench -workload unique -goroutines 64 -duration 5s`
+examples:
+  idem bench -workload unique -goroutines 64 -duration 5s
+  idem bench -redis 127.0.0.1:6379 -goroutines 64`
 
 // benchRow is one printed row.
 type benchRow struct {
@@ -35,6 +38,7 @@ type benchRow struct {
 	Claimed    float64 `json:"claimed"`
 	VsBadger   float64 `json:"vs_badger_naive,omitempty"`
 	VsMemory   float64 `json:"vs_mem_sharded,omitempty"`
+	VsRedis    float64 `json:"vs_redis_setnx,omitempty"`
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -44,7 +48,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	duration := fs.Duration("duration", 2*time.Second, "time per row")
 	valueSize := fs.Int("value-size", 256, "value bytes")
 	sync := fs.Bool("sync", false, "SyncWrites for idem and Badger")
-	targets := fs.String("targets", "idem-do,idem-claim,badger-naive,mem-sharded", "targets, comma-separated")
+	targets := fs.String("targets", "", "targets, comma-separated (default: idem-do,idem-claim,badger-naive,mem-sharded; with -redis: idem-redis,redis-setnx)")
+	redisAddr := fs.String("redis", "", "a Redis server `address` for the Redis targets")
 	asJSON := fs.Bool("json", false, "print JSON lines")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -63,13 +68,22 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		gs = append(gs, n)
 	}
-	var kinds []bench.Kind
-	for _, s := range strings.Split(*targets, ",") {
-		k := bench.Kind(strings.TrimSpace(s))
-		if !slices.Contains(bench.Kinds, k) {
-			return usagef("-targets: unknown target %q", k)
+	kinds := bench.Kinds
+	if *redisAddr != "" {
+		kinds = bench.RedisKinds
+	}
+	if *targets != "" {
+		kinds = nil
+		for _, s := range strings.Split(*targets, ",") {
+			k := bench.Kind(strings.TrimSpace(s))
+			if !slices.Contains(bench.Kinds, k) && !slices.Contains(bench.RedisKinds, k) {
+				return usagef("-targets: unknown target %q", k)
+			}
+			if slices.Contains(bench.RedisKinds, k) && *redisAddr == "" {
+				return usagef("-targets: %s needs -redis", k)
+			}
+			kinds = append(kinds, k)
 		}
-		kinds = append(kinds, k)
 	}
 	var ws []bench.Workload
 	for _, s := range strings.Split(*workloads, ",") {
@@ -84,11 +98,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, w := range ws {
 		for _, g := range gs {
 			if !*asJSON { // a table per group, printed as soon as it is measured
-				fmt.Fprintf(tw, "target\tworkload\tgoroutines\tops/s\tp50\tp99\tclaimed\t× badger-naive\t× mem-sharded\t\n")
+				fmt.Fprintf(tw, "target\tworkload\tgoroutines\tops/s\tp50\tp99\tclaimed\t× badger-naive\t× mem-sharded\t× redis-setnx\t\n")
 			}
 			var rows []benchRow
 			for _, k := range kinds {
-				r, err := bench.Run(ctx, bench.Config{Kind: k, Workload: w, Goroutines: g, Duration: *duration, ValueSize: *valueSize, Sync: *sync})
+				r, err := bench.Run(ctx, bench.Config{Kind: k, Workload: w, Goroutines: g, Duration: *duration, ValueSize: *valueSize,
+					Sync: *sync && k.Syncs(), RedisAddr: *redisAddr})
 				if err != nil {
 					return err
 				}
@@ -105,8 +120,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 					}
 					continue
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.1fµs\t%.1fµs\t%.1f%%\t%s\t%s\t\n", row.Target, row.Workload, row.Goroutines,
-					row.OpsPerSec, row.P50us, row.P99us, 100*row.Claimed, ratio(row.VsBadger), ratio(row.VsMemory))
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.1fµs\t%.1fµs\t%.1f%%\t%s\t%s\t%s\t\n", row.Target, row.Workload, row.Goroutines,
+					row.OpsPerSec, row.P50us, row.P99us, 100*row.Claimed, ratio(row.VsBadger), ratio(row.VsMemory), ratio(row.VsRedis))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -128,6 +143,9 @@ func ratios(rows []benchRow) {
 		}
 		if m := base[string(bench.MemSharded)]; m > 0 && !rows[i].Sync {
 			rows[i].VsMemory = rows[i].OpsPerSec / m
+		}
+		if r := base[string(bench.RedisSetNX)]; r > 0 {
+			rows[i].VsRedis = rows[i].OpsPerSec / r
 		}
 	}
 }

@@ -19,6 +19,7 @@ type Config struct {
 	Duration   time.Duration
 	ValueSize  int
 	Sync       bool
+	RedisAddr  string // for the Redis targets
 }
 
 // Report is what one row measured.
@@ -37,7 +38,7 @@ func Run(ctx context.Context, c Config) (Report, error) {
 		return Report{}, err
 	}
 	defer os.RemoveAll(dir)
-	t, keys, err := Prepare(ctx, c.Kind, c.Workload, dir, c.Sync, c.ValueSize)
+	t, keys, err := Prepare(ctx, c.Kind, c.Workload, Env{Dir: dir, Sync: c.Sync, RedisAddr: c.RedisAddr}, c.ValueSize)
 	if err != nil {
 		return Report{}, err
 	}

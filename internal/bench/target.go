@@ -7,13 +7,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/dgraph-io/badger/v4"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/idemkit/idem"
+	"github.com/idemkit/idem/idemredis"
 )
 
 // TTL is the retention every target gives a claimed key.
@@ -30,20 +33,36 @@ type Target interface {
 // Kind names a target.
 type Kind string
 
-// The targets. The first two are idem itself; the others are baselines.
+// The targets. The idem ones are idem itself; the others are baselines.
 const (
 	IdemDo      Kind = "idem-do"      // Scope.Do
 	IdemClaim   Kind = "idem-claim"   // Scope.Claim + Claim.Complete
 	BadgerNaive Kind = "badger-naive" // db.Update{Get; Set}, default options
 	MemSharded  Kind = "mem-sharded"  // a sharded mutex+map: the in-memory ceiling
+
+	IdemRedis  Kind = "idem-redis"  // Scope.Do on the idemredis backend
+	RedisSetNX Kind = "redis-setnx" // SET key value PX ttl NX GET with go-redis
 )
 
-// Kinds lists every target, idem first.
-var Kinds = []Kind{IdemDo, IdemClaim, BadgerNaive, MemSharded}
+// Kinds lists the embedded targets, idem first; RedisKinds the Redis ones.
+var (
+	Kinds      = []Kind{IdemDo, IdemClaim, BadgerNaive, MemSharded}
+	RedisKinds = []Kind{IdemRedis, RedisSetNX}
+)
 
-// Open creates a target of kind in dir (a fresh directory it may fill).
-func Open(kind Kind, dir string, sync bool) (Target, error) {
+// Env is where targets keep their data.
+type Env struct {
+	Dir       string // a fresh directory the embedded targets may fill
+	Sync      bool   // SyncWrites for the embedded targets
+	RedisAddr string // the server of the Redis targets
+}
+
+// Open creates a target of kind in env.
+func Open(kind Kind, env Env) (Target, error) {
+	dir, sync := env.Dir, env.Sync
 	switch kind {
+	case IdemRedis, RedisSetNX:
+		return openRedis(kind, env.RedisAddr)
 	case IdemDo, IdemClaim:
 		st, err := idem.Open(idem.Options{Dir: dir, SyncWrites: sync})
 		if err != nil {
@@ -117,6 +136,77 @@ func (t *badgerTarget) Claim(_ context.Context, key, value []byte) (bool, error)
 
 func (t *badgerTarget) Close() error { return t.db.Close() }
 
+// openRedis connects a Redis target, with keys of its own that Close
+// deletes.
+func openRedis(kind Kind, addr string) (Target, error) {
+	if addr == "" {
+		return nil, fmt.Errorf("bench: target %s needs a Redis address", kind)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 128})
+	t := &redisTarget{rdb: rdb, prefix: fmt.Sprintf("bench:%08x:", rand.Uint32())}
+	if err := rdb.Ping(context.Background()).Err(); err != nil {
+		return nil, errors.Join(err, rdb.Close())
+	}
+	if kind == RedisSetNX {
+		return t, nil
+	}
+	be, err := idemredis.New(rdb, idemredis.Options{Prefix: t.prefix})
+	if err != nil {
+		return nil, errors.Join(err, t.Close())
+	}
+	st, err := idem.Open(idem.Options{Backend: be})
+	if err != nil {
+		return nil, errors.Join(err, t.Close())
+	}
+	sc, err := st.Scope("bench", idem.ScopeOptions{TTL: TTL})
+	if err != nil {
+		return nil, errors.Join(err, st.Close(), t.Close())
+	}
+	t.idem = &idemTarget{st: st, sc: sc}
+	return t, nil
+}
+
+// redisTarget is raw Redis (what users write by hand: one SET NX GET per
+// claim, which returns the existing value when the key is taken), or idem
+// on Redis.
+type redisTarget struct {
+	rdb    *redis.Client
+	prefix string
+	idem   *idemTarget // nil: raw SET NX
+}
+
+func (t *redisTarget) Claim(ctx context.Context, key, value []byte) (bool, error) {
+	if t.idem != nil {
+		return t.idem.Claim(ctx, key, value)
+	}
+	err := t.rdb.SetArgs(ctx, t.prefix+string(key), value, redis.SetArgs{Mode: "NX", Get: true, TTL: TTL}).Err()
+	if errors.Is(err, redis.Nil) {
+		return true, nil // nothing was there: set
+	}
+	return false, err
+}
+
+// Close deletes the target's keys and disconnects.
+func (t *redisTarget) Close() error {
+	var err error
+	if t.idem != nil {
+		err = t.idem.Close()
+	}
+	ctx := context.Background()
+	iter := t.rdb.Scan(ctx, 0, t.prefix+"*", 1000).Iterator()
+	var batch []string
+	for iter.Next(ctx) {
+		if batch = append(batch, iter.Val()); len(batch) == 1000 {
+			t.rdb.Unlink(ctx, batch...)
+			batch = batch[:0]
+		}
+	}
+	if len(batch) > 0 {
+		t.rdb.Unlink(ctx, batch...)
+	}
+	return errors.Join(err, iter.Err(), t.rdb.Close())
+}
+
 // memTarget is the in-process ceiling: 256 shards of mutex+map.
 type memTarget struct{ shards [256]memShard }
 
@@ -153,27 +243,33 @@ func (t *memTarget) Claim(_ context.Context, key, value []byte) (bool, error) {
 
 func (t *memTarget) Close() error { return nil }
 
-// Prepare opens a target of kind in dir with the keys of workload w
+// Prepare opens a target of kind in env with the keys of workload w
 // prefilled. The prefill is written without SyncWrites (reopening with it
 // afterwards) so that durable rows do not spend minutes on setup.
-func Prepare(ctx context.Context, kind Kind, w Workload, dir string, sync bool, valueSize int) (Target, *Keys, error) {
+func Prepare(ctx context.Context, kind Kind, w Workload, env Env, valueSize int) (Target, *Keys, error) {
 	keys, err := NewKeys(w, valueSize)
 	if err != nil {
 		return nil, nil, err
 	}
-	t, err := Open(kind, dir, false)
+	fill := env
+	fill.Sync = false
+	t, err := Open(kind, fill)
 	if err != nil {
 		return nil, nil, err
 	}
 	if err := keys.Prefill(ctx, t, valueSize); err != nil {
 		return nil, nil, errors.Join(err, t.Close())
 	}
-	if !sync || kind == MemSharded {
+	if !env.Sync || !kind.Syncs() {
 		return t, keys, nil
 	}
 	if err := t.Close(); err != nil {
 		return nil, nil, err
 	}
-	t, err = Open(kind, dir, true)
+	t, err = Open(kind, env)
 	return t, keys, err
 }
+
+// Syncs reports whether SyncWrites applies to the target: the embedded
+// stores on disk.
+func (k Kind) Syncs() bool { return k == IdemDo || k == IdemClaim || k == BadgerNaive }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
@@ -61,13 +62,26 @@ func (k *Keys) Prefill(ctx context.Context, t Target, valueSize int) error {
 	case Hot:
 		n = HotKeys
 	}
-	s := k.Stream(1)
-	for i := range n {
-		if _, err := t.Claim(ctx, k.old(s.key[:0], i), s.value(valueSize)); err != nil {
-			return err
-		}
+	// In parallel: a networked target takes one round trip per key.
+	const workers = 16
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			s := k.Stream(uint64(w) + 1)
+			for i := w; i < n; i += workers {
+				if _, err := t.Claim(ctx, k.old(s.key[:0], i), s.value(valueSize)); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
 	}
-	return nil
+	var err error
+	for range workers {
+		err = errors.Join(err, <-errs)
+	}
+	return err
 }
 
 // Stream is one goroutine's view of the keys.

@@ -1,0 +1,172 @@
+package idemredis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// pipeliner sends the operations of concurrent callers to Redis together.
+// While one pipeline is on the wire, the calls that arrive queue up; the
+// next pipeline carries them all, with the calls of one operation joined
+// into one script call over their keys. A lone call leaves at once. So a
+// busy service pays one round trip, one read and one write, and one
+// script invocation for many calls instead of one each — on the server,
+// invoking a script costs several times the commands it runs.
+//
+// Joining calls is safe: a script runs atomically over all its keys, and
+// each key's operation sees exactly what it would alone. On a Redis
+// Cluster, whose scripts may only touch keys of one slot, every call is a
+// script call of its own (still pipelined).
+type pipeliner struct {
+	rdb     redis.UniversalClient
+	cluster bool
+	queue   chan *call
+	quit    chan struct{}
+	done    sync.WaitGroup
+}
+
+// call is one operation on one key waiting for its pipeline.
+type call struct {
+	op    *op
+	key   string
+	args  []any
+	reply any
+	err   error
+	done  chan struct{}
+}
+
+const (
+	// pipelines is how many pipelines may be on the wire at once.
+	pipelines = 4
+	// maxBatch bounds the calls in one pipeline.
+	maxBatch = 256
+)
+
+func startPipeliner(rdb redis.UniversalClient) *pipeliner {
+	_, cluster := rdb.(*redis.ClusterClient)
+	p := &pipeliner{rdb: rdb, cluster: cluster, queue: make(chan *call, maxBatch*pipelines), quit: make(chan struct{})}
+	for range pipelines {
+		p.done.Go(p.loop)
+	}
+	return p
+}
+
+var errClosed = errors.New("idemredis: backend closed")
+
+// run runs o on key with args in the next pipeline and returns its reply.
+// If ctx ends first, run returns ctx's error; the operation may still run.
+func (p *pipeliner) run(ctx context.Context, o *op, key string, args ...any) (any, error) {
+	c := &call{op: o, key: key, args: args, done: make(chan struct{})}
+	select {
+	case p.queue <- c:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-p.quit:
+		return nil, errClosed
+	}
+	select {
+	case <-c.done:
+		return c.reply, c.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (p *pipeliner) loop() {
+	batch := make([]*call, 0, maxBatch)
+	for {
+		select {
+		case c := <-p.queue:
+			batch = append(batch[:0], c)
+		case <-p.quit:
+			return
+		}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case c := <-p.queue:
+				batch = append(batch, c)
+			default:
+				break more
+			}
+		}
+		p.send(batch)
+	}
+}
+
+// group is the calls of one script call.
+type group struct {
+	op    *op
+	calls []*call
+	cmd   *redis.Cmd
+}
+
+// send runs a batch in one pipeline, one script call per operation (per
+// call on a cluster). Scripts the server does not know yet (a new or
+// restarted server) are sent again with their source.
+func (p *pipeliner) send(batch []*call) {
+	var groups []*group
+	byOp := map[*op]*group{}
+	for _, c := range batch {
+		g := byOp[c.op]
+		if g == nil || p.cluster {
+			g = &group{op: c.op}
+			groups = append(groups, g)
+			byOp[c.op] = g
+		}
+		g.calls = append(g.calls, c)
+	}
+	ctx := context.Background()
+	pipe := p.rdb.Pipeline()
+	for _, g := range groups {
+		keys, args := g.arguments()
+		g.cmd = g.op.script.EvalSha(ctx, pipe, keys, args...)
+	}
+	_, _ = pipe.Exec(ctx) // errors are in each command
+	for _, g := range groups {
+		if err := g.cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+			keys, args := g.arguments()
+			g.cmd = g.op.script.Eval(ctx, p.rdb, keys, args...)
+		}
+		g.deliver()
+	}
+}
+
+// arguments lays the group's calls out as a script call's keys and
+// arguments.
+func (g *group) arguments() ([]string, []any) {
+	keys := make([]string, len(g.calls))
+	args := make([]any, 0, len(g.calls)*g.op.args)
+	for i, c := range g.calls {
+		keys[i] = c.key
+		args = append(args, c.args...)
+	}
+	return keys, args
+}
+
+// deliver hands each call its reply and wakes it.
+func (g *group) deliver() {
+	replies, err := g.cmd.Slice()
+	if err == nil && len(replies) != len(g.calls) {
+		err = fmt.Errorf("%d replies for %d keys", len(replies), len(g.calls))
+	}
+	for i, c := range g.calls {
+		if err != nil {
+			c.err = fmt.Errorf("idemredis: %s: %w", g.op.name, err)
+		} else {
+			c.reply = replies[i]
+		}
+		close(c.done)
+	}
+}
+
+// stop ends the loops once the pipelines on the wire are back.
+func (p *pipeliner) stop() {
+	close(p.quit)
+	p.done.Wait()
+}

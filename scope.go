@@ -271,10 +271,12 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 
 // Polling bounds for a duplicate that waits for an owner in another
 // process: the interval starts short, for work that takes milliseconds,
-// and doubles up to the maximum.
+// and grows by half up to the maximum, which bounds how late a waiter
+// learns of a result (one poller per key and process: the others wait for
+// it in the shard).
 const (
 	pollMin = time.Millisecond
-	pollMax = 50 * time.Millisecond
+	pollMax = 20 * time.Millisecond
 )
 
 // take claims k in the backend for the caller, who owns call c on it in
@@ -383,7 +385,7 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 			t.Stop()
 			return fail(fmt.Errorf("%w: %w", ErrInProgress, ctx.Err()))
 		}
-		poll = min(2*poll, pollMax)
+		poll = min(poll*3/2, pollMax)
 		if refusal == nil && !reserved {
 			reserved = sc.reserve()
 		}

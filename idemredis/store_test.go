@@ -24,7 +24,7 @@ import (
 
 // instances opens n stores on one Redis key space, as n instances of a
 // service would, each with its backend wrapped in a pausable one.
-func instances(t *testing.T, n int, opts idem.Options) ([]*idem.Store, []*pausable) {
+func instances(t testing.TB, n int, opts idem.Options) ([]*idem.Store, []*pausable) {
 	rdb := redistest.Client(t)
 	prefix := redistest.Prefix(t, rdb)
 	stores := make([]*idem.Store, n)

@@ -97,6 +97,17 @@ type Entry struct {
 	Lapsed bool
 }
 
+// Watcher is implemented by a backend shared by several processes that can
+// tell a duplicate waiting in one process when the owner in another
+// finishes; without it, the store polls the backend while it waits.
+type Watcher interface {
+	// Watch returns a channel that is closed soon after key stops being
+	// in progress (it is completed or released; it may also be closed
+	// early, and the store then looks again), and a function that stops
+	// watching. A failure to watch is not fatal: the store polls instead.
+	Watch(ctx context.Context, key []byte) (changed <-chan struct{}, stop func(), err error)
+}
+
 // ErrLeaseLost is returned by [Claim.Complete], [Claim.Fail] and
 // [Claim.Release] (and by a [Backend]) when the caller no longer owns its
 // key: its lease lapsed and another caller took the key over, or the record

@@ -76,4 +76,20 @@
 // record expires ([OrphanReport]). An acknowledged outcome survives the
 // process being killed; with [Options.SyncWrites] it also survives power
 // loss.
+//
+// # Many instances
+//
+// The storage engine is a [Backend]: Badger in Dir by default, or one
+// that several processes share, such as the Redis one in package
+// idemredis ([Options.Backend]). Everything above it works the same. A
+// shared backend arbitrates claims itself, atomically; a claim carries an
+// owner token and a lease on the backend's clock, which the store renews
+// while the work runs ([Options.Lease]). An owner that dies stops renewing
+// and its claim becomes an orphan once the lease lapses; an owner that
+// stalls past its lease and is taken over can no longer store its outcome
+// ([ErrLeaseLost]; [Claim.Token] is its fencing token). A duplicate on
+// another instance waits for the running call by polling the backend.
+// Replays may come from this process's cache for at most
+// [Options.CacheMaxAge]. Package backendtest checks a backend against the
+// contract.
 package idem

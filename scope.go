@@ -273,10 +273,12 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 // process: the interval starts short, for work that takes milliseconds,
 // and grows by half up to the maximum, which bounds how late a waiter
 // learns of a result (one poller per key and process: the others wait for
-// it in the shard).
+// it in the shard). With a backend that is a Watcher, the waiter is woken
+// when the result is stored, and polls only to notice an owner that died.
 const (
-	pollMin = time.Millisecond
-	pollMax = 20 * time.Millisecond
+	pollMin     = time.Millisecond
+	pollMax     = 20 * time.Millisecond
+	pollWatched = time.Second
 )
 
 // take claims k in the backend for the caller, who owns call c on it in
@@ -319,6 +321,15 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 		Volatile: sc.opts.Orphans == OrphanRerun,
 	}
 	poll, waited := pollMin, false
+	var (
+		changed   <-chan struct{} // closed when a watched key stops being in progress
+		stopWatch func()
+	)
+	defer func() {
+		if stopWatch != nil {
+			stopWatch()
+		}
+	}()
 	for {
 		var res ClaimResult
 		err := st.io(func(be Backend) (err error) {
@@ -378,14 +389,25 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 			st.stats.coalesced.Add(1)
 			waited = true
 		}
+		if w, ok := st.be.(Watcher); ok && stopWatch == nil {
+			if ch, stop, err := w.Watch(ctx, k); err == nil {
+				changed, stopWatch, poll = ch, stop, pollWatched
+			}
+		}
 		t := time.NewTimer(poll)
 		select {
 		case <-t.C:
+		case <-changed:
+			t.Stop()
+			stopWatch()
+			changed, stopWatch = nil, nil // watch again if still running
 		case <-ctx.Done():
 			t.Stop()
 			return fail(fmt.Errorf("%w: %w", ErrInProgress, ctx.Err()))
 		}
-		poll = min(poll*3/2, pollMax)
+		if stopWatch == nil {
+			poll = min(poll*3/2, pollMax)
+		}
 		if refusal == nil && !reserved {
 			reserved = sc.reserve()
 		}

@@ -1,7 +1,8 @@
 // Package idemredis is an [idem.Backend] on Redis (or Valkey), for a
 // service that runs several instances: a retry that lands on another
 // instance finds the key claimed or its result stored, and a duplicate
-// arriving there while the first call runs waits for its result.
+// arriving there while the first call runs waits for its result (woken
+// through pub/sub when it is stored).
 //
 //	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379"})
 //	st, err := idem.Open(idem.Options{Backend: idemredis.New(rdb, idemredis.Options{})})
@@ -50,7 +51,8 @@ type Backend struct {
 	rdb    redis.UniversalClient
 	prefix string
 	pipe   *pipeliner
-	once   sync.Once // stops pipe
+	watch  watchers
+	once   sync.Once // stops pipe and watch
 }
 
 // New returns a backend that keeps its records in rdb. Calls made at the
@@ -67,7 +69,10 @@ func New(rdb redis.UniversalClient, opts Options) (*Backend, error) {
 	return &Backend{rdb: rdb, prefix: opts.Prefix, pipe: startPipeliner(rdb)}, nil
 }
 
-var _ idem.Backend = (*Backend)(nil)
+var (
+	_ idem.Backend = (*Backend)(nil)
+	_ idem.Watcher = (*Backend)(nil)
+)
 
 // redisKey is the Redis key of a backend key.
 func (b *Backend) redisKey(key []byte) string {
@@ -260,7 +265,7 @@ func (b *Backend) read(ctx context.Context, c redis.UniversalClient, keys []stri
 func parseEntry(s string, now int64) (idem.Entry, error) {
 	head, value, ok := strings.Cut(s, ";")
 	parts := strings.Split(head, ",")
-	if !ok || len(parts) != 4 {
+	if !ok || len(parts) != 5 {
 		return idem.Entry{}, errors.New("malformed entry")
 	}
 	owner, err1 := strconv.ParseUint(parts[0], 10, 64)
@@ -285,6 +290,9 @@ func globEscape(s string) string {
 
 // Close implements [idem.Backend]. It leaves the client open.
 func (b *Backend) Close() error {
-	b.once.Do(b.pipe.stop)
+	b.once.Do(func() {
+		b.stopWatching()
+		b.pipe.stop()
+	})
 	return nil
 }

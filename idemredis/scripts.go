@@ -9,13 +9,16 @@ import (
 
 // Every entry is one Redis string: a header, then the value.
 //
-//	owner,lease,fence,expires;value
+//	owner,lease,fence,expires,watched;value
 //
 // owner is the token of an in-progress entry's owner (0 once finished),
 // lease the end of its lease in Unix milliseconds of the server's clock,
 // fence the last token given out for the key, so that tokens only grow,
-// and expires the entry's own expiry (so that a script can put an entry
-// back exactly as it was). A token is the server's time in microseconds (at least fence+1):
+// expires the entry's own expiry (so that a script can put an entry back
+// exactly as it was), and watched 1 if a duplicate on another instance
+// waits for the entry: its completion or release is then published on the
+// channel prefix + "done" (see watch.go). Unwatched entries publish
+// nothing, so that the common path pays nothing for it. A token is the server's time in microseconds (at least fence+1):
 // it grows across a release or deletion too, since no two scripts run in
 // the same microsecond. Lua's numbers hold it exactly (it is under 2^53),
 // but print it in exponent form, so it is built from TIME's strings.
@@ -46,8 +49,12 @@ local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local us = t[1] .. string.rep('0', 6 - #t[2]) .. t[2]
 local function parse(cur)
-  local o, l, f, e, at = string.match(cur, '^(%%d+),(%%d+),(%%d+),(%%d+);()')
-  return o, tonumber(l), tonumber(f), e, at
+  local o, l, f, e, w, at = string.match(cur, '^(%%d+),(%%d+),(%%d+),(%%d+),(%%d);()')
+  return o, tonumber(l), tonumber(f), e, w, at
+end
+-- notify tells the watchers of key k that it is no longer in progress.
+local function notify(k)
+  redis.call('PUBLISH', string.match(k, '^(.-){') .. 'done', k)
 end
 -- later(d) is the time d milliseconds from now, as a string; the keys of
 -- a call mostly share their durations, so each is computed once.
@@ -79,7 +86,7 @@ var claimOp = batchScript("claim", 6, `
   local lease, expires = later(ARGV[a+2]), later(ARGV[a+3])
   local h = heads[lease .. expires]
   if not h then
-    h = us .. ',' .. lease .. ',' .. us .. ',' .. expires .. ';'
+    h = us .. ',' .. lease .. ',' .. us .. ',' .. expires .. ',0;'
     heads[lease .. expires] = h
   end
   local cur = redis.call('SET', k, h .. ARGV[a+1], 'PXAT', expires, 'NX', 'GET')
@@ -87,7 +94,7 @@ var claimOp = batchScript("claim", 6, `
     return claimed -- a new key: the common case
   end
   local token = us
-  local prev, l, fence, e, at = parse(cur)
+  local prev, l, fence, e, w, at = parse(cur)
   local old = string.sub(cur, at)
   local lapsed = 0
   if prev ~= '0' and l <= ms then lapsed = 1 end
@@ -97,7 +104,7 @@ var claimOp = batchScript("claim", 6, `
     return {'0', prev, lapsed, old}
   end
   if tonumber(token) <= fence then token = string.format('%.0f', fence + 1) end
-  redis.call('SET', k, token .. ',' .. lease .. ',' .. token .. ',' .. expires .. ';' .. ARGV[a+1], 'PXAT', expires)
+  redis.call('SET', k, token .. ',' .. lease .. ',' .. token .. ',' .. expires .. ',' .. w .. ';' .. ARGV[a+1], 'PXAT', expires)
   return {token, prev, lapsed, old}`,
 	`local heads, claimed = {}, {us, '0', 0, false}`)
 
@@ -106,37 +113,53 @@ var claimOp = batchScript("claim", 6, `
 var renewOp = batchScript("renew", 2, `
   local cur = redis.call('GET', k)
   if not cur then return 0 end
-  local o, l, fence, e, at = parse(cur)
+  local o, l, fence, e, w, at = parse(cur)
   if o ~= ARGV[a+1] then return 0 end
   local lease = later(ARGV[a+2])
   if tonumber(e) < tonumber(lease) then e = lease end
-  redis.call('SET', k, o .. ',' .. lease .. ',' .. o .. ',' .. e .. ';' .. string.sub(cur, at), 'PXAT', e)
+  redis.call('SET', k, o .. ',' .. lease .. ',' .. o .. ',' .. e .. ',' .. w .. ';' .. string.sub(cur, at), 'PXAT', e)
   return 1`)
 
 // completeOp: owner, value, ttl ms. Replies 1, or 0 if not the owner.
 var completeOp = batchScript("complete", 3, `
   local expires = later(ARGV[a+3])
-  local cur = redis.call('SET', k, '0,0,' .. ARGV[a+1] .. ',' .. expires .. ';' .. ARGV[a+2], 'PXAT', expires, 'XX', 'GET')
+  local cur = redis.call('SET', k, '0,0,' .. ARGV[a+1] .. ',' .. expires .. ',0;' .. ARGV[a+2], 'PXAT', expires, 'XX', 'GET')
   if not cur then return 0 end
-  local o, l, fence, e = parse(cur)
+  local o, l, fence, e, w = parse(cur)
   if o ~= ARGV[a+1] then
     redis.call('SET', k, cur, 'PXAT', e) -- not the caller's: put it back
     return 0
   end
+  if w == '1' then notify(k) end
   return 1`)
 
 // releaseOp: owner. Replies 1, or 0 if not the owner.
 var releaseOp = batchScript("release", 1, `
   local cur = redis.call('GET', k)
-  if not cur or parse(cur) ~= ARGV[a+1] then return 0 end
+  if not cur then return 0 end
+  local o, l, fence, e, w = parse(cur)
+  if o ~= ARGV[a+1] then return 0 end
   redis.call('DEL', k)
+  if w == '1' then notify(k) end
+  return 1`)
+
+// watchOp: no arguments. Marks an in-progress entry watched and replies
+// 1, or replies 0 if the key holds no in-progress entry.
+var watchOp = batchScript("watch", 0, `
+  local cur = redis.call('GET', k)
+  if not cur then return 0 end
+  local o, l, fence, e, w, at = parse(cur)
+  if o == '0' then return 0 end
+  if w == '0' then
+    redis.call('SET', k, o .. ',' .. l .. ',' .. o .. ',' .. e .. ',1;' .. string.sub(cur, at), 'PXAT', e)
+  end
   return 1`)
 
 // getOp: no arguments. Replies {owner, lapsed (0/1), value}, or nil.
 var getOp = batchScript("get", 0, `
   local cur = redis.call('GET', k)
   if not cur then return false end
-  local o, l, fence, e, at = parse(cur)
+  local o, l, fence, e, w, at = parse(cur)
   local lapsed = 0
   if o ~= '0' and l <= ms then lapsed = 1 end
   return {o, lapsed, string.sub(cur, at)}`)

@@ -43,11 +43,21 @@ func instances(t testing.TB, n int, opts idem.Options) ([]*idem.Store, []*pausab
 }
 
 // pausable is a backend whose lease renewals can be held back, as they
-// are while its process is stopped.
+// are while its process is stopped, and whose watching can be turned off.
 type pausable struct {
 	idem.Backend
-	mu     sync.Mutex
-	paused chan struct{} // nil: running
+	mu      sync.Mutex
+	paused  chan struct{} // nil: running
+	noWatch bool          // Watch fails: the store polls
+}
+
+var errNoWatch = errors.New("watching turned off")
+
+func (p *pausable) Watch(ctx context.Context, key []byte) (<-chan struct{}, func(), error) {
+	if p.noWatch {
+		return nil, nil, errNoWatch
+	}
+	return p.Backend.(idem.Watcher).Watch(ctx, key)
 }
 
 func (p *pausable) pause() {
@@ -73,7 +83,7 @@ func (p *pausable) Renew(ctx context.Context, key []byte, owner uint64, lease ti
 	return p.Backend.Renew(ctx, key, owner, lease)
 }
 
-func scope(t *testing.T, st *idem.Store, o idem.ScopeOptions) *idem.Scope {
+func scope(t testing.TB, st *idem.Store, o idem.ScopeOptions) *idem.Scope {
 	sc, err := st.Scope("orders", o)
 	require.NoError(t, err)
 	return sc
@@ -124,8 +134,15 @@ func TestInstancesShareRecords(t *testing.T) {
 }
 
 func TestDuplicateOnAnotherInstanceWaits(t *testing.T) {
+	for _, watch := range []bool{true, false} {
+		t.Run(fmt.Sprint("watch=", watch), func(t *testing.T) { testDuplicateWaits(t, watch) })
+	}
+}
+
+func testDuplicateWaits(t *testing.T, watch bool) {
 	ctx := context.Background()
-	stores, _ := instances(t, 2, idem.Options{})
+	stores, backends := instances(t, 2, idem.Options{})
+	backends[1].noWatch = !watch
 	a, b := scope(t, stores[0], idem.ScopeOptions{}), scope(t, stores[1], idem.ScopeOptions{})
 	started, finish := make(chan struct{}), make(chan struct{})
 	var runs atomic.Int64
@@ -356,4 +373,33 @@ func TestLateCompletionIsFenced(t *testing.T) {
 	res, err = a.Do(ctx, "k", nil, value(&runs, "x"))
 	require.NoError(t, err)
 	assert.Equal(t, "fresh", string(res.Value))
+}
+
+// TestAdminHandlerOnRedis reads and deletes records of a Redis store
+// through the admin handler, which the idem CLI's -url path uses.
+func TestAdminHandlerOnRedis(t *testing.T) {
+	ctx := context.Background()
+	stores, _ := instances(t, 2, idem.Options{})
+	var runs atomic.Int64
+	_, err := scope(t, stores[0], idem.ScopeOptions{}).Tenant("acct").Do(ctx, "k", nil, value(&runs, "v"))
+	require.NoError(t, err)
+	srv := httptest.NewServer(stores[1].AdminHandler(idem.AdminOptions{AllowMutations: true}))
+	t.Cleanup(srv.Close)
+
+	resp, err := http.Get(srv.URL + "/records?scope=orders")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	var info idem.RecordInfo
+	require.NoError(t, info.UnmarshalJSON([]byte(strings.TrimSpace(string(body)))))
+	assert.Equal(t, "acct", info.Tenant)
+	assert.Equal(t, "completed", info.State)
+
+	resp, err = http.Post(srv.URL+"/delete?scope=orders&tenant=acct&key=k", "", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNoContent, resp.StatusCode)
+	_, err = stores[0].Lookup(ctx, "orders", "acct", "k")
+	assert.ErrorIs(t, err, idem.ErrNotFound, "deleted in the shared store")
 }

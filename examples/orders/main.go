@@ -3,7 +3,12 @@
 // once, or have the server killed under it, and it never gets two orders
 // for one idempotency key.
 //
-//	go run ./examples/orders -addr 127.0.0.1:8080 -dir ./data [-ttl 24h] [-delay 0] [-wait 0] [-admin ADDR]
+//	go run ./examples/orders -addr 127.0.0.1:8080 -dir ./data [-ttl 24h] [-delay 0] [-wait 0] [-admin ADDR] [-redis ADDR]
+//
+// With -redis, the idempotency records live in that Redis server instead
+// of the directory, so several instances (sharing -redis and -dir) can
+// serve the same clients: a retry that reaches another instance is
+// replayed there too.
 //
 //	curl -i -X POST localhost:8080/orders -H 'Authorization: Bearer alice' \
 //	     -H 'Idempotency-Key: "order-1"' -d '{"item":"tea","qty":2}'
@@ -35,7 +40,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/idemkit/idem"
+	"github.com/idemkit/idem/idemredis"
 )
 
 func main() {
@@ -55,12 +63,23 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	delay := fs.Duration("delay", 0, "simulated slow payment call, after the order is written")
 	wait := fs.Duration("wait", 0, "how long a duplicate waits for the first request (0: 409 at once)")
 	admin := fs.String("admin", "", "address for the store's read-only admin endpoint (for idem -url)")
+	redisAddr := fs.String("redis", "", "keep the idempotency records in this Redis server, shared by instances")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(logOut, nil))
 
-	st, err := idem.Open(idem.Options{Dir: filepath.Join(*dir, "idem"), Logger: log})
+	opts := idem.Options{Dir: filepath.Join(*dir, "idem"), Logger: log}
+	if *redisAddr != "" {
+		rdb := redis.NewClient(&redis.Options{Addr: *redisAddr})
+		defer rdb.Close()
+		be, err := idemredis.New(rdb, idemredis.Options{Prefix: "orders:"})
+		if err != nil {
+			return err
+		}
+		opts.Dir, opts.Backend = "", be
+	}
+	st, err := idem.Open(opts)
 	if err != nil {
 		return err
 	}

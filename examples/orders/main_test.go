@@ -19,6 +19,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/idemkit/idem/internal/redistest"
 )
 
 const childArgsEnv = "ORDERS_CHILD_ARGS"
@@ -245,4 +247,44 @@ func TestAdminEndpoint(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "the demo's admin endpoint is read-only")
+}
+
+// TestInstancesShareRedis runs two instances on one Redis and one orders
+// directory, and sends the same order to both at once, again and again:
+// one order per key, whichever instance each request reached.
+func TestInstancesShareRedis(t *testing.T) {
+	addr := redistest.Addr(t)
+	dir := t.TempDir()
+	rdb := redistest.Client(t)
+	t.Cleanup(func() {
+		ctx := context.Background()
+		iter := rdb.Scan(ctx, 0, "orders:*", 1000).Iterator()
+		for iter.Next(ctx) {
+			rdb.Del(ctx, iter.Val())
+		}
+	})
+	a := startService(t, "-dir", dir, "-redis", addr, "-delay", "50ms", "-wait", "5s")
+	b := startService(t, "-dir", dir, "-redis", addr, "-delay", "50ms", "-wait", "5s")
+	key := fmt.Sprint("shared-", time.Now().UnixNano())
+	var wg sync.WaitGroup
+	ids := make(chan string, 20)
+	for i := range 20 {
+		wg.Go(func() {
+			svc := []*service{a, b}[i%2]
+			r, err := svc.post(t, "carol", key, `{"item":"tea","qty":1}`)
+			if assert.NoError(t, err) && assert.Equal(t, http.StatusCreated, r.status) {
+				ids <- r.order.ID
+			}
+		})
+	}
+	wg.Wait()
+	close(ids)
+	first := ""
+	for id := range ids {
+		if first == "" {
+			first = id
+		}
+		assert.Equal(t, first, id, "every request got the same order")
+	}
+	assert.Len(t, a.orders(t, "carol"), 1, "one order in all")
 }

@@ -153,9 +153,11 @@ func lockHolder(dir string) string {
 	return " (held by pid " + pid + ")"
 }
 
-func (b *badgerBackend) get(dst, key []byte) ([]byte, bool, error) {
-	var found bool
-	err := b.db.View(func(txn *badger.Txn) error {
+// get appends the value stored under key to dst, and returns its user
+// metadata. found is false when the key is absent or Badger has expired
+// it.
+func (b *badgerBackend) get(dst, key []byte) (value []byte, meta byte, found bool, err error) {
+	err = b.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(key)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
@@ -163,11 +165,11 @@ func (b *badgerBackend) get(dst, key []byte) ([]byte, bool, error) {
 		if err != nil {
 			return err
 		}
-		found = true
+		found, meta = true, item.UserMeta()
 		dst, err = item.ValueCopy(dst)
 		return err
 	})
-	return dst, found, mapBadgerErr(err)
+	return dst, meta, found, mapBadgerErr(err)
 }
 
 func (b *badgerBackend) deleteAll(keys [][]byte) error {
@@ -202,7 +204,7 @@ func (b *badgerBackend) sweep(start []byte, limit int, fn func(key, value []byte
 			n++
 			if !item.IsDeletedOrExpired() {
 				err := item.Value(func(v []byte) error {
-					if e, err := unframe(v); err == nil {
+					if e, err := unframe(v, item.UserMeta()); err == nil {
 						v = e.Value
 					}
 					return fn(item.Key(), v, false)
@@ -265,13 +267,15 @@ func (b *badgerBackend) diskSize() int64 {
 	return total
 }
 
-func (b *badgerBackend) scan(prefix []byte, fn func(key, value []byte) error) error {
+// scan calls fn for every live key with prefix, in key order, with its
+// value and user metadata, valid only during the call.
+func (b *badgerBackend) scan(prefix []byte, fn func(key, value []byte, meta byte) error) error {
 	return mapBadgerErr(b.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			item := it.Item()
-			if err := item.Value(func(v []byte) error { return fn(item.Key(), v) }); err != nil {
+			if err := item.Value(func(v []byte) error { return fn(item.Key(), v, item.UserMeta()) }); err != nil {
 				return err
 			}
 		}

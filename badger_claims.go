@@ -16,8 +16,9 @@ import (
 // owns was left by an earlier epoch (a process that died) or abandoned by
 // this one: it is lapsed.
 //
-// On disk an entry is uvarint(owner) followed by its value; owner 0 marks a
-// finished entry.
+// On disk a finished entry is its value as it is, and an in-progress one
+// carries metaClaim in Badger's user metadata and uvarint(owner) before
+// its value: completions, the large writes, are stored without a copy.
 
 // holdStripes is the number of independently locked parts of the holds
 // table.
@@ -103,7 +104,7 @@ func (b *badgerBackend) Claim(_ context.Context, key []byte, req ClaimRequest) (
 		gen := s.gen
 		s.mu.Unlock()
 
-		raw, found, err := b.get(nil, key)
+		raw, meta, found, err := b.get(nil, key)
 		if err != nil {
 			return ClaimResult{}, err
 		}
@@ -114,7 +115,7 @@ func (b *badgerBackend) Claim(_ context.Context, key []byte, req ClaimRequest) (
 		}
 		var res ClaimResult
 		if found {
-			e, err := unframe(raw)
+			e, err := unframe(raw, meta)
 			if err != nil {
 				s.mu.Unlock()
 				return ClaimResult{}, err
@@ -152,7 +153,7 @@ func (b *badgerBackend) take(s *holdStripe, key []byte, req ClaimRequest, res Cl
 	if req.Volatile {
 		return res, nil
 	}
-	err := b.write(change{key: key, value: frame(h.owner, req.Value), expiresAt: engineExpiry(req.TTL)})
+	err := b.write(change{key: key, value: frame(h.owner, req.Value), meta: metaClaim, expiresAt: engineExpiry(req.TTL)})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
@@ -197,7 +198,7 @@ func (b *badgerBackend) Complete(_ context.Context, key []byte, owner uint64, va
 	if err != nil {
 		return err
 	}
-	err = b.write(change{key: key, value: frame(0, value), expiresAt: engineExpiry(ttl)})
+	err = b.write(change{key: key, value: value, expiresAt: engineExpiry(ttl)})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
@@ -237,11 +238,11 @@ func (b *badgerBackend) Get(_ context.Context, key []byte) (Entry, bool, error) 
 		return h.entry(time.Now()), true, nil
 	}
 	s.mu.Unlock()
-	raw, found, err := b.get(nil, key)
+	raw, meta, found, err := b.get(nil, key)
 	if err != nil || !found {
 		return Entry{}, false, err
 	}
-	e, err := unframe(raw)
+	e, err := unframe(raw, meta)
 	e.Lapsed = e.Owner != 0 // no hold owns it
 	return e, err == nil, err
 }
@@ -259,11 +260,11 @@ func (b *badgerBackend) Delete(_ context.Context, key []byte) error {
 
 // Scan implements [Backend].
 func (b *badgerBackend) Scan(ctx context.Context, prefix []byte, fn func(key []byte, e Entry) error) error {
-	return b.scan(prefix, func(key, raw []byte) error {
+	return b.scan(prefix, func(key, raw []byte, meta byte) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		e, err := unframe(raw)
+		e, err := unframe(raw, meta)
 		if err != nil {
 			e = Entry{Value: raw} // damaged framing: let the caller judge the bytes
 		}
@@ -284,17 +285,24 @@ func (b *badgerBackend) Close() error { return b.close() }
 // write commits one change with the group committer.
 func (b *badgerBackend) write(ch change) error { return mapBadgerErr(b.commits.write(ch)) }
 
-// frame encodes an entry for the disk.
+// metaClaim marks an in-progress entry in Badger's user metadata.
+const metaClaim byte = 1
+
+// frame encodes an in-progress entry for the disk.
 func frame(owner uint64, value []byte) []byte {
 	buf := make([]byte, 0, binary.MaxVarintLen64+len(value))
 	return append(binary.AppendUvarint(buf, owner), value...)
 }
 
-// unframe decodes an entry read from the disk; its Value aliases raw.
-func unframe(raw []byte) (Entry, error) {
+// unframe decodes an entry read from the disk with its user metadata; its
+// Value aliases raw.
+func unframe(raw []byte, meta byte) (Entry, error) {
+	if meta&metaClaim == 0 {
+		return Entry{Value: raw}, nil
+	}
 	owner, n := binary.Uvarint(raw)
-	if n <= 0 {
-		return Entry{}, corrupt("entry header")
+	if n <= 0 || owner == 0 {
+		return Entry{}, corrupt("claim header")
 	}
 	return Entry{Owner: owner, Value: raw[n:]}, nil
 }

@@ -62,7 +62,7 @@ func TestGCDeletesRecordsTheEngineHides(t *testing.T) {
 	// keeps its bytes until a deletion lets compaction drop them.
 	k := appendKey(nil, sc.prefix, "hidden")
 	buf := encode(&record{state: stateCompleted, expires: time.Now().Add(time.Hour).UnixNano()})
-	require.NoError(t, st.local.write(change{key: k, value: frame(0, buf), expiresAt: uint64(time.Now().Unix() - 1)}))
+	require.NoError(t, st.local.write(change{key: k, value: buf, expiresAt: uint64(time.Now().Unix() - 1)}))
 
 	gc, err := st.GC(ctx)
 	require.NoError(t, err)

@@ -34,6 +34,7 @@ type committer struct {
 // change is one write of a batch.
 type change struct {
 	key, value []byte
+	meta       byte // Badger's user metadata
 	expiresAt  uint64
 	delete     bool
 }
@@ -130,7 +131,7 @@ func add(txn *badger.Txn, ch change) error {
 	if ch.delete {
 		return txn.Delete(ch.key)
 	}
-	e := badger.NewEntry(ch.key, ch.value)
+	e := badger.NewEntry(ch.key, ch.value).WithMeta(ch.meta)
 	e.ExpiresAt = ch.expiresAt
 	return txn.SetEntry(e)
 }

@@ -171,7 +171,7 @@ func TestDamagedRecordIsAnErrorForItsKeyOnly(t *testing.T) {
 		require.NoError(t, err)
 	}
 	k := appendKey(nil, sc.prefix, "bad")
-	buf, _, err := st.local.get(nil, k)
+	buf, _, _, err := st.local.get(nil, k)
 	require.NoError(t, err)
 	buf[len(buf)/2] ^= 0x40
 	require.NoError(t, st.local.write(change{key: k, value: buf}))

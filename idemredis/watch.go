@@ -15,7 +15,7 @@ import (
 // first watch.
 type watchers struct {
 	mu      sync.Mutex
-	sub     *redis.PubSub            // nil until the first watch
+	sub     *redis.PubSub              // nil until the first watch
 	waiting map[string][]chan struct{} // by Redis key
 }
 

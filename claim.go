@@ -205,8 +205,16 @@ func (cl *Claim) end(rec *record) {
 	if cl.renewal != nil {
 		cl.renewal.Stop()
 	}
-	cl.scope.store.stats.inFlight.Add(-1)
-	cl.shard.finish(cl.key, cl.call, rec, 0)
+	st := cl.scope.store
+	st.stats.inFlight.Add(-1)
+	var until int64
+	if rec != nil && st.local == nil {
+		// With a shared backend a replay from the cache saves a round
+		// trip, and a client's retry often comes back to the instance that
+		// answered it (its connection is still open): keep the outcome.
+		until = st.cacheUntil(rec)
+	}
+	cl.shard.finish(cl.key, cl.call, rec, until)
 }
 
 // startRenewal keeps renewing the claim's lease while it is held, with a

@@ -105,9 +105,12 @@ func (sh *shard) state(c *call) (claimed bool, fingerprint []byte) {
 // the key was released and a duplicate may claim it). A finished rec is
 // kept for later replays until cacheUntil (Unix nanoseconds; 0: not kept).
 //
-// Records are cached when a replay reads them from disk, not when they are
-// first stored: most keys are never retried, and caching each completion
-// would fill memory with records nobody asks for again.
+// With the default backend, records are cached when a replay reads them
+// from disk, not when they are first stored: most keys are never retried,
+// and caching each completion would fill memory with records nobody asks
+// for again, to save a read of a few microseconds. With a shared backend a
+// miss costs a network round trip, so outcomes are also cached when they
+// are stored (see Claim.end).
 func (sh *shard) finish(key []byte, c *call, rec *record, cacheUntil int64) {
 	c.rec = rec
 	sh.mu.Lock()

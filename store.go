@@ -68,7 +68,8 @@ type Options struct {
 
 	// CacheBytes bounds the cache of finished records that serves replays
 	// without reading the disk. Zero means 64 MiB; negative turns it off.
-	// Records enter it when they are replayed, not when first stored.
+	// Records enter it when they are replayed; with a shared backend,
+	// also when this process stores them.
 	CacheBytes int
 
 	// ReadOnly opens the store for inspection without changing a byte of

@@ -340,6 +340,9 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 			res, err = be.Claim(ctx, k, req)
 			return err
 		})
+		if err != nil && waited && ctx.Err() != nil {
+			return fail(fmt.Errorf("%w: %w", ErrInProgress, ctx.Err())) // gave up waiting
+		}
 		if err != nil {
 			return fail(fmt.Errorf("scope %q: %w", sc.name, err))
 		}

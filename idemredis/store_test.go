@@ -160,7 +160,7 @@ func testDuplicateWaits(t *testing.T, watch bool) {
 	assert.ErrorIs(t, err, idem.ErrInProgress, "Claim does not wait")
 	_, err = b.Do(ctx, "k", []byte("other"), value(&runs, "x"))
 	assert.ErrorIs(t, err, idem.ErrFingerprintMismatch, "checked while the owner runs")
-	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
 	_, err = b.Do(short, "k", []byte("fp"), value(&runs, "x"))
 	assert.ErrorIs(t, err, idem.ErrInProgress)

@@ -255,8 +255,13 @@ func (b *badgerBackend) diskSize() int64 {
 	if b.inMemory {
 		return 0
 	}
+	return dirSize(b.dir)
+}
+
+// dirSize sums the allocated sizes of the regular files in dir.
+func dirSize(dir string) int64 {
 	var total int64
-	entries, _ := os.ReadDir(b.dir)
+	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		info, err := e.Info()
 		if err != nil || !info.Mode().IsRegular() {

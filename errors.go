@@ -66,9 +66,9 @@ var (
 
 	// ErrDiskFull is returned by [Scope.Do] and [Scope.Claim] for a new key,
 	// and by [Claim.Complete] and [Claim.Fail], when the store's file system
-	// has less free space than [Options.MinFreeDisk] (half of it for
-	// completions). Nothing is written; replays keep working, and writes
-	// resume once space is freed.
+	// has less free space than [Options.MinFreeDisk] plus half the store's
+	// size (half of that for completions). Nothing is written; replays keep
+	// working, and writes resume once space is freed.
 	ErrDiskFull = errors.New("idem: disk nearly full")
 
 	// ErrReadOnly is returned by every call that would write to a store

@@ -82,8 +82,9 @@ type Options struct {
 	ReadOnly bool
 
 	// MinFreeDisk is the free space, in bytes, that the store keeps on its
-	// file system: below it new keys get ErrDiskFull (completions go on
-	// down to half of it). Badger cannot report a full disk as an error
+	// file system, beyond half its own size (room for Badger's compactions
+	// to rewrite it): below that, new keys get ErrDiskFull (completions go
+	// on down to half of it). Badger cannot report a full disk as an error
 	// (its memory-mapped writes kill the process), so the store stops
 	// short of one. Zero means 64 MiB; negative turns the guard off.
 	MinFreeDisk int64

@@ -269,31 +269,15 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 	}
 }
 
-// Polling bounds for a duplicate that waits for an owner in another
-// process: the interval starts short, for work that takes milliseconds,
-// and grows by half up to the maximum, which bounds how late a waiter
-// learns of a result (one poller per key and process: the others wait for
-// it in the shard). With a backend that is a Watcher, the waiter is woken
-// when the result is stored, and polls only to notice an owner that died.
-const (
-	pollMin     = time.Millisecond
-	pollMax     = 20 * time.Millisecond
-	pollWatched = time.Second
-)
-
 // take claims k in the backend for the caller, who owns call c on it in
 // this process, or finds the record that holds k. A key held by an owner
-// in another process is waited for (with wait) by polling the backend.
+// in another process is waited for (with wait; see waiter).
 //
 // When the scope is full or the disk nearly so, take only looks: a stored
 // outcome is still replayed, but a new key gets the refusal.
 func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerprint []byte, wait bool) (*Claim, *record, error) {
 	st := sc.store
-	refusal := st.disk.allow(true)
-	if refusal == nil && !sc.reserve() {
-		refusal = fmt.Errorf("%w: scope %q holds %d keys and %d bytes (caps %d and %d)",
-			ErrScopeFull, sc.name, sc.usage.keys.Load(), sc.usage.bytes.Load(), sc.opts.MaxKeys, sc.opts.MaxBytes)
-	}
+	refusal := sc.admit()
 	reserved := refusal == nil
 	fail := func(err error) (*Claim, *record, error) {
 		if reserved {
@@ -320,14 +304,10 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 		// it is persisted before the work starts, to leave a trace.
 		Volatile: sc.opts.Orphans == OrphanRerun,
 	}
-	poll, waited := pollMin, false
-	var (
-		changed   <-chan struct{} // closed when a watched key stops being in progress
-		stopWatch func()
-	)
+	var w *waiter // set once the key is found held elsewhere
 	defer func() {
-		if stopWatch != nil {
-			stopWatch()
+		if w != nil {
+			w.close()
 		}
 	}()
 	for {
@@ -340,7 +320,7 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 			res, err = be.Claim(ctx, k, req)
 			return err
 		})
-		if err != nil && waited && ctx.Err() != nil {
+		if err != nil && w != nil && ctx.Err() != nil {
 			return fail(fmt.Errorf("%w: %w", ErrInProgress, ctx.Err())) // gave up waiting
 		}
 		if err != nil {
@@ -388,31 +368,16 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 		if !wait {
 			return fail(ErrInProgress)
 		}
-		if !waited {
+		if w == nil {
 			st.stats.coalesced.Add(1)
-			waited = true
+			w = newWaiter(st.be, k)
 		}
-		if w, ok := st.be.(Watcher); ok && stopWatch == nil {
-			if ch, stop, err := w.Watch(ctx, k); err == nil {
-				changed, stopWatch, poll = ch, stop, pollWatched
-			}
+		if err := w.wait(ctx); err != nil {
+			return fail(err)
 		}
-		t := time.NewTimer(poll)
-		select {
-		case <-t.C:
-		case <-changed:
-			t.Stop()
-			stopWatch()
-			changed, stopWatch = nil, nil // watch again if still running
-		case <-ctx.Done():
-			t.Stop()
-			return fail(fmt.Errorf("%w: %w", ErrInProgress, ctx.Err()))
-		}
-		if stopWatch == nil {
-			poll = min(poll*3/2, pollMax)
-		}
-		if refusal == nil && !reserved {
-			reserved = sc.reserve()
+		if !reserved { // the owner may release the key: be ready to claim it
+			refusal = sc.admit()
+			reserved = refusal == nil
 		}
 	}
 }
@@ -435,6 +400,19 @@ func (sc *Scope) claimed(k []byte, sh *shard, c *call, fingerprint, value []byte
 	st.stats.claims.Add(1)
 	cl.startRenewal()
 	return cl
+}
+
+// admit reserves room for one more key in the scope (see reserve), or
+// returns why it cannot: ErrDiskFull or ErrScopeFull.
+func (sc *Scope) admit() error {
+	if err := sc.store.disk.allow(true); err != nil {
+		return err
+	}
+	if !sc.reserve() {
+		return fmt.Errorf("%w: scope %q holds %d keys and %d bytes (caps %d and %d)",
+			ErrScopeFull, sc.name, sc.usage.keys.Load(), sc.usage.bytes.Load(), sc.opts.MaxKeys, sc.opts.MaxBytes)
+	}
+	return nil
 }
 
 // reserve counts one more key in the scope, unless that would pass its

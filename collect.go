@@ -31,12 +31,16 @@ type GCStats struct {
 // under the same per-key ownership as a claim, so a key claimed again
 // meanwhile is never deleted), recounts the scopes' usage, and has the
 // engine give the space back. With a shared backend, which expires records
-// itself, a collection only recounts the usage. It paces itself, pausing twice as long as
+// itself, a collection only recounts the usage of every scope. It paces itself, pausing twice as long as
 // it works, so it takes at most about a third of one core from the
 // application.
 // It stops early, with ctx's error, when ctx ends; what it deleted stays
 // deleted. One collection runs at a time; a second caller waits its turn.
-func (s *Store) GC(ctx context.Context) (GCStats, error) {
+func (s *Store) GC(ctx context.Context) (GCStats, error) { return s.gc(ctx, nil) }
+
+// gc runs a collection; with a shared backend it counts the scopes named
+// in only, or all if only is nil.
+func (s *Store) gc(ctx context.Context, only []string) (GCStats, error) {
 	if s.shut.Load() {
 		return GCStats{}, ErrClosed
 	}
@@ -53,7 +57,7 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 	stats := GCStats{DiskBefore: s.diskSize()}
 	var err error
 	if s.local == nil {
-		err = s.census(ctx, &stats)
+		err = s.census(ctx, &stats, only)
 	} else {
 		err = s.sweep(ctx, &stats)
 	}
@@ -204,26 +208,64 @@ func tally(counted map[string]ScopeStats, key []byte, size int64) {
 	counted[scope] = c
 }
 
-// census counts the stored records of every scope: at Open, and as the
-// collection of a shared backend. stats, if not nil, gets the counts.
-func (s *Store) census(ctx context.Context, stats *GCStats) error {
+// census counts the stored records of the scopes named in only (every
+// scope if only is nil): at Open, and as the collection of a shared
+// backend. stats, if not nil, gets the counts.
+func (s *Store) census(ctx context.Context, stats *GCStats, only []string) error {
+	prefixes := [][]byte{{recordPrefix}}
+	if only != nil {
+		prefixes = prefixes[:0]
+		for _, name := range only {
+			p := keyPrefix(name, "")
+			prefixes = append(prefixes, p[:len(p)-1]) // every tenant
+		}
+	}
 	before := s.usage.snapshot()
 	counted := make(map[string]ScopeStats)
+	for _, name := range only {
+		counted[name] = ScopeStats{} // counted, even if empty
+	}
 	err := s.io(func(be Backend) error {
-		return be.Scan(ctx, []byte{recordPrefix}, func(key []byte, e Entry) error {
-			tally(counted, key, recordSize(key, len(e.Value)))
-			if stats != nil {
-				stats.Scanned++
-				stats.Live++
+		for _, prefix := range prefixes {
+			err := be.Scan(ctx, prefix, func(key []byte, e Entry) error {
+				tally(counted, key, recordSize(key, len(e.Value)))
+				if stats != nil {
+					stats.Scanned++
+					stats.Live++
+				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
-			return nil
-		})
+		}
+		return nil
 	})
 	if err != nil {
 		return err
 	}
+	if only != nil {
+		for name := range before {
+			if _, ok := counted[name]; !ok {
+				delete(before, name) // not counted: left as it is
+			}
+		}
+	}
 	s.recount(before, counted)
 	return nil
+}
+
+// cappedScopes names the open scopes with a cap.
+func (s *Store) cappedScopes() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := []string{}
+	for name, sc := range s.scopes {
+		if sc.opts.MaxKeys > 0 || sc.opts.MaxBytes > 0 {
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 // collect runs GC every interval until ctx ends.
@@ -236,7 +278,15 @@ func (s *Store) collect(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := s.GC(ctx); err != nil && ctx.Err() == nil {
+			var only []string
+			if s.local == nil {
+				// A shared store is read whole only when asked (Store.GC):
+				// in the background, just the scopes whose caps need it.
+				if only = s.cappedScopes(); len(only) == 0 {
+					continue
+				}
+			}
+			if _, err := s.gc(ctx, only); err != nil && ctx.Err() == nil {
 				s.log.Warn("idem: background gc failed", "err", err)
 			}
 		}

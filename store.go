@@ -91,7 +91,11 @@ type Options struct {
 
 	// GCInterval is how often the background collector deletes expired
 	// records and reclaims their disk space (see Store.GC). Zero means 5
-	// minutes; negative turns the collector off.
+	// minutes; negative turns the collector off. A shared backend expires
+	// records itself: there the background collection only recounts the
+	// scopes with caps, by reading their records, which are also counted
+	// when the scope is opened. Other scopes' usage follows this process's
+	// writes, plus what the last Store.GC counted.
 	GCInterval time.Duration
 }
 
@@ -208,8 +212,13 @@ func Open(opts Options) (*Store, error) {
 			s.disk = newDiskGuard(opts)
 		}
 	}
-	if err := s.census(context.Background(), nil); err != nil {
-		return nil, errors.Join(fmt.Errorf("idem: count records: %w", err), be.Close())
+	// A shared store is not read whole unasked: every instance reading
+	// every record at each start would load it. Its capped scopes are
+	// counted when opened (Store.Scope).
+	if s.local != nil {
+		if err := s.census(context.Background(), nil, nil); err != nil {
+			return nil, errors.Join(fmt.Errorf("idem: count records: %w", err), be.Close())
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopCollector = cancel
@@ -217,7 +226,7 @@ func Open(opts Options) (*Store, error) {
 	if interval == 0 {
 		interval = DefaultGCInterval
 	}
-	if opts.ReadOnly || interval < 0 {
+	if opts.ReadOnly || interval <= 0 {
 		close(s.collectorDone) // no collector
 	} else {
 		go s.collect(ctx, interval)
@@ -273,22 +282,41 @@ func (s *Store) Scope(name string, o ScopeOptions) (*Scope, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (scope %q)", err, name)
 	}
+	if sc, ok, err := s.openScope(name, o, false); ok || err != nil {
+		return sc, err
+	}
+	if s.local == nil && (o.MaxKeys > 0 || o.MaxBytes > 0) {
+		// Caps on a shared store need what the other processes stored.
+		if err := s.census(context.Background(), nil, []string{name}); err != nil {
+			return nil, fmt.Errorf("idem: count scope %q: %w", name, err)
+		}
+	}
+	sc, _, err := s.openScope(name, o, true)
+	return sc, err
+}
+
+// openScope returns the open scope called name (ok), or with create opens
+// it with o.
+func (s *Store) openScope(name string, o ScopeOptions, create bool) (sc *Scope, ok bool, err error) {
 	s.closing.RLock()
 	defer s.closing.RUnlock()
 	if s.closed {
-		return nil, ErrClosed
+		return nil, false, ErrClosed
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if sc, ok := s.scopes[name]; ok {
 		if sc.opts != o {
-			return nil, invalid(ErrInvalidScope, "scope %q is already open with other options", name)
+			return nil, true, invalid(ErrInvalidScope, "scope %q is already open with other options", name)
 		}
-		return sc, nil
+		return sc, true, nil
 	}
-	sc := &Scope{store: s, usage: s.usage.of(name), name: name, opts: o, prefix: keyPrefix(name, "")}
+	if !create {
+		return nil, false, nil
+	}
+	sc = &Scope{store: s, usage: s.usage.of(name), name: name, opts: o, prefix: keyPrefix(name, "")}
 	s.scopes[name] = sc
-	return sc, nil
+	return sc, true, nil
 }
 
 // ScopeStats is the usage of one scope: its stored records (keys) and the

@@ -278,13 +278,18 @@ func TestCapsOnRedis(t *testing.T) {
 	assert.True(t, res.Replayed)
 	assert.Equal(t, int64(3), stores[0].Stats().Scopes["orders"].Keys)
 
-	// Another instance learns of the others' keys at each collection.
+	// Another instance counts a capped scope's keys when it opens it, and
+	// again at each collection.
 	other := scope(t, stores[1], idem.ScopeOptions{MaxKeys: 3})
-	gc, err := stores[1].GC(ctx)
-	require.NoError(t, err)
-	assert.Equal(t, int64(3), gc.Live)
+	assert.Equal(t, int64(3), stores[1].Stats().Scopes["orders"].Keys)
 	_, err = other.Do(ctx, "k4", nil, value(&runs, "v"))
 	assert.ErrorIs(t, err, idem.ErrScopeFull)
+	require.NoError(t, stores[0].Delete(ctx, "orders", "", "k0"))
+	gc, err := stores[1].GC(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), gc.Live)
+	_, err = other.Do(ctx, "k4", nil, value(&runs, "v"))
+	assert.NoError(t, err, "room again once the others' deletion is counted")
 }
 
 func TestCachedRecordIsReplayedNoLongerThanCacheMaxAge(t *testing.T) {

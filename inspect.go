@@ -14,9 +14,10 @@ import (
 // [Store.Lookup], the admin handler and the idem CLI).
 type RecordInfo struct {
 	Scope, Tenant, Key string
-	// State is "in_progress" (owned by a live call of this process),
-	// "orphaned" (in progress, but its owner is gone), "completed",
-	// "failed" or "too_large".
+	// State is "in_progress" (owned by a live call of this process, or of
+	// another process holding its lease on a shared backend), "orphaned"
+	// (in progress, but its owner is gone), "completed", "failed" or
+	// "too_large".
 	State       string
 	Epoch       uint64 // the Open that wrote it
 	CreatedAt   time.Time

@@ -22,6 +22,9 @@ type Claim struct {
 	owned       bool
 	owner       uint64 // the backend's token for this claim
 	size        int64  // bytes counted for key in the scope's usage
+	// leavesNothing: abandoned, the claim leaves no record behind, so its
+	// key comes off the scope's usage.
+	leavesNothing bool
 
 	mu       sync.Mutex // guards the fields below
 	finished bool
@@ -175,6 +178,9 @@ func (cl *Claim) abandon() {
 	defer cl.mu.Unlock()
 	if !cl.finished {
 		cl.giveUp()
+		if cl.leavesNothing {
+			cl.scope.usage.remove(cl.size)
+		}
 		cl.scope.store.stats.released.Add(1)
 		cl.end(nil)
 	}

@@ -330,7 +330,7 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 			if res.Found && res.Prev.Owner != 0 {
 				st.stats.orphans.Add(1) // a lapsed claim, taken over
 			}
-			return sc.claimed(k, sh, c, fingerprint, req.Value, res), nil, nil
+			return sc.claimed(k, sh, c, fingerprint, req, res), nil, nil
 		}
 		if !res.Found {
 			return fail(refusal) // only looking, and nothing is stored
@@ -383,10 +383,10 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 }
 
 // claimed makes the caller, who owns call c on key k in this process and
-// has just claimed it in the backend (res), the holder of the key. value
-// is the in-progress entry stored.
-func (sc *Scope) claimed(k []byte, sh *shard, c *call, fingerprint, value []byte, res ClaimResult) *Claim {
+// has just claimed it in the backend (req, res), the holder of the key.
+func (sc *Scope) claimed(k []byte, sh *shard, c *call, fingerprint []byte, req ClaimRequest, res ClaimResult) *Claim {
 	st := sc.store
+	value := req.Value
 	size := recordSize(k, len(value))
 	if res.Found {
 		sc.usage.keys.Add(-1) // it replaced a record already counted
@@ -395,7 +395,10 @@ func (sc *Scope) claimed(k []byte, sh *shard, c *call, fingerprint, value []byte
 	sc.usage.bytes.Add(size)
 	sh.claim(c, fingerprint)
 	cl := &Claim{scope: sc, key: k, shard: sh, call: c, fingerprint: fingerprint, owned: true,
-		owner: res.Owner, size: recordSize(k, len(value))}
+		owner: res.Owner, size: recordSize(k, len(value)),
+		// Only a volatile claim of a new key on the default backend leaves
+		// nothing stored if it is abandoned.
+		leavesNothing: st.local != nil && req.Volatile && !res.Found}
 	st.stats.inFlight.Add(1)
 	st.stats.claims.Add(1)
 	cl.startRenewal()

@@ -95,7 +95,7 @@ func (b *badgerBackend) Claim(_ context.Context, key []byte, req ClaimRequest) (
 		now := time.Now()
 		if h := s.live(key, now); h != nil {
 			res := ClaimResult{Found: true, Prev: h.entry(now)}
-			if !res.Prev.Lapsed || !(req.Takeover || req.Stale != nil && bytes.Equal(req.Stale, h.value)) {
+			if !replaceable(res.Prev, req) {
 				s.mu.Unlock()
 				return res, nil
 			}
@@ -122,15 +122,21 @@ func (b *badgerBackend) Claim(_ context.Context, key []byte, req ClaimRequest) (
 			}
 			e.Lapsed = e.Owner != 0 // no hold owns it
 			res = ClaimResult{Found: true, Prev: e}
-			replace := e.Lapsed && req.Takeover ||
-				(e.Owner == 0 || e.Lapsed) && req.Stale != nil && bytes.Equal(req.Stale, e.Value)
-			if !replace {
+			if !replaceable(e, req) {
 				s.mu.Unlock()
 				return res, nil
 			}
 		}
 		return b.take(s, key, req, res, found)
 	}
+}
+
+// replaceable reports whether req may replace the entry e (see
+// ClaimRequest): a lapsed claim with Takeover, or a finished or lapsed
+// entry holding exactly req.Stale.
+func replaceable(e Entry, req ClaimRequest) bool {
+	dead := e.Owner == 0 || e.Lapsed
+	return e.Lapsed && req.Takeover || dead && req.Stale != nil && bytes.Equal(req.Stale, e.Value)
 }
 
 // take makes a new hold of key for req, replacing what res.Prev describes,

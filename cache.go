@@ -3,12 +3,25 @@ package idem
 // recordCache keeps a shard's recently used finished records, so that
 // replays of hot keys never touch the disk. It holds only records that are
 // also stored (completed, failed, too large), never in-progress ones, and
-// is bounded in bytes with least-recently-used eviction. Not safe for
-// concurrent use: the shard's mutex guards it.
+// is bounded in bytes. Not safe for concurrent use: the shard's mutex
+// guards it.
+//
+// Eviction is least-recently-used in two segments. A record this process
+// has just stored enters probation; a replay (a hit, or a read from the
+// backend) puts a record in the protected segment. Probation keeps a fifth
+// of the space at least and evicts only its own records beyond that, so a
+// burst of outcomes that nobody replays never pushes out the records that
+// are being replayed.
 type recordCache struct {
-	limit, used int
-	entries     map[string]*cacheEntry
-	lru         cacheEntry // sentinel: lru.next is the most recent entry
+	limit, used          int
+	entries              map[string]*cacheEntry
+	protected, probation segment
+}
+
+// segment is one LRU list of the cache.
+type segment struct {
+	lru  cacheEntry // sentinel: lru.next is the most recent entry
+	used int
 }
 
 type cacheEntry struct {
@@ -16,6 +29,7 @@ type cacheEntry struct {
 	rec        *record // shared, never modified
 	until      int64   // Unix nanoseconds the entry may be replayed until
 	size       int
+	seg        *segment
 	prev, next *cacheEntry
 }
 
@@ -26,36 +40,53 @@ const cacheEntryOverhead = 250
 func (c *recordCache) init(limit int) {
 	c.limit = limit
 	c.entries = make(map[string]*cacheEntry)
-	c.lru.prev, c.lru.next = &c.lru, &c.lru
+	for _, sg := range []*segment{&c.protected, &c.probation} {
+		sg.lru.prev, sg.lru.next = &sg.lru, &sg.lru
+	}
 }
 
 // get returns the record cached for key and until when it may be
-// replayed, or nil.
+// replayed, or nil. A hit protects the record.
 func (c *recordCache) get(key []byte) (*record, int64) {
 	e := c.entries[string(key)]
 	if e == nil {
 		return nil, 0
 	}
 	c.unlink(e)
-	c.pushFront(e)
+	c.pushFront(e, &c.protected)
 	return e.rec, e.until
 }
 
 // put caches rec for key until the Unix nanosecond until, replacing what
-// was there. A record larger than the whole cache is not kept.
-func (c *recordCache) put(key string, rec *record, until int64) {
+// was there: protected if it is being replayed, on probation if it was
+// just stored. A record larger than the whole cache is not kept.
+func (c *recordCache) put(key string, rec *record, until int64, replayed bool) {
 	c.remove(key)
 	size := len(key) + len(rec.value) + len(rec.fingerprint) + cacheEntryOverhead
 	if size > c.limit {
 		return
 	}
 	for c.used+size > c.limit {
-		c.drop(c.lru.prev)
+		c.drop(c.victim())
 	}
 	e := &cacheEntry{key: key, rec: rec, until: until, size: size}
 	c.entries[key] = e
 	c.used += size
-	c.pushFront(e)
+	sg := &c.probation
+	if replayed {
+		sg = &c.protected
+	}
+	c.pushFront(e, sg)
+}
+
+// victim is the entry to evict next: the oldest on probation while
+// probation holds more than its share (or all there is), else the oldest
+// protected one.
+func (c *recordCache) victim() *cacheEntry {
+	if c.probation.used > 0 && (c.probation.used >= c.limit/5 || c.protected.used == 0) {
+		return c.probation.lru.prev
+	}
+	return c.protected.lru.prev
 }
 
 // remove forgets key.
@@ -73,10 +104,13 @@ func (c *recordCache) drop(e *cacheEntry) {
 
 func (c *recordCache) unlink(e *cacheEntry) {
 	e.prev.next, e.next.prev = e.next, e.prev
+	e.seg.used -= e.size
 }
 
-func (c *recordCache) pushFront(e *cacheEntry) {
-	e.prev, e.next = &c.lru, c.lru.next
-	c.lru.next.prev = e
-	c.lru.next = e
+func (c *recordCache) pushFront(e *cacheEntry, sg *segment) {
+	e.seg = sg
+	sg.used += e.size
+	e.prev, e.next = &sg.lru, sg.lru.next
+	sg.lru.next.prev = e
+	sg.lru.next = e
 }

@@ -15,30 +15,66 @@ func TestRecordCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	var c recordCache
 	c.init(3 * (cacheEntryOverhead + 2 + 8))
 	for i := range 3 {
-		c.put(fmt.Sprint("k", i), &record{value: make([]byte, 8)}, 1)
+		c.put(fmt.Sprint("k", i), &record{value: make([]byte, 8)}, 1, true)
 	}
 	require.NotNil(t, first(c.get([]byte("k0")))) // k1 is now the oldest
-	c.put("k3", &record{value: make([]byte, 8)}, 1)
+	c.put("k3", &record{value: make([]byte, 8)}, 1, true)
 	assert.Nil(t, first(c.get([]byte("k1"))))
 	for _, k := range []string{"k0", "k2", "k3"} {
 		assert.NotNil(t, first(c.get([]byte(k))), k)
 	}
 	assert.LessOrEqual(t, c.used, c.limit)
 
-	c.put("big", &record{value: make([]byte, c.limit)}, 1)
+	c.put("big", &record{value: make([]byte, c.limit)}, 1, true)
 	assert.Nil(t, first(c.get([]byte("big"))), "larger than the cache: not kept")
 	assert.NotNil(t, first(c.get([]byte("k3"))), "and nothing evicted for it")
 
-	c.put("k3", &record{value: []byte("new")}, 2)
+	c.put("k3", &record{value: []byte("new")}, 2, true)
 	rec, until := c.get([]byte("k3"))
 	assert.Equal(t, "new", string(rec.value))
 	assert.Equal(t, int64(2), until)
 	c.remove("k3")
 	assert.Nil(t, first(c.get([]byte("k3"))))
-	assert.Len(t, c.entries, 2)
+	assert.Len(t, c.entries, 2, true)
 }
 
 func first[A, B any](a A, _ B) A { return a }
+
+// TestRecordCacheProtectsReplays fills the cache with records that are
+// replayed, then stores many more that nobody replays: those evict each
+// other, never the replayed ones.
+func TestRecordCacheProtectsReplays(t *testing.T) {
+	var c recordCache
+	entry := cacheEntryOverhead + 2 + 8
+	c.init(10 * entry)
+	for i := range 6 {
+		c.put(fmt.Sprint("r", i), &record{value: make([]byte, 8)}, 1, true)
+	}
+	for i := range 100 {
+		c.put(fmt.Sprintf("s%02d", i), &record{value: make([]byte, 7)}, 1, false)
+	}
+	for i := range 6 {
+		assert.NotNil(t, first(c.get(fmt.Appendf(nil, "r%d", i))), "replayed record r%d kept", i)
+	}
+	assert.NotNil(t, first(c.get([]byte("s99"))), "the newest stored records are on probation")
+	assert.Nil(t, first(c.get([]byte("s00"))))
+	assert.LessOrEqual(t, c.used, c.limit)
+
+	// The hit above protected s99: the next burst passes it by.
+	for i := range 100 {
+		c.put(fmt.Sprintf("n%02d", i), &record{value: make([]byte, 7)}, 1, false)
+	}
+	assert.NotNil(t, first(c.get([]byte("s99"))))
+	assert.NotNil(t, first(c.get([]byte("n99"))))
+	assert.Nil(t, first(c.get([]byte("n00"))))
+	assert.LessOrEqual(t, c.used, c.limit)
+	used := 0
+	for _, e := range c.entries {
+		used += e.size
+	}
+	assert.Equal(t, used, c.used)
+	assert.Equal(t, c.used, c.protected.used+c.probation.used)
+}
 
 // countingBackend counts the lookups (claims and reads) that reach the
 // backend.

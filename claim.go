@@ -220,7 +220,7 @@ func (cl *Claim) end(rec *record) {
 		// answered it (its connection is still open): keep the outcome.
 		until = st.cacheUntil(rec)
 	}
-	cl.shard.finish(cl.key, cl.call, rec, until)
+	cl.shard.finish(cl.key, cl.call, rec, until, false)
 }
 
 // startRenewal keeps renewing the claim's lease while it is held, with a

@@ -174,7 +174,7 @@ func (s *Store) deleteExpired(keys []expiredKey, stats *GCStats) error {
 			stats.Deleted++
 			stats.DeletedBytes += h.size
 		}
-		h.sh.finish(h.key, h.c, nil, 0)
+		h.sh.finish(h.key, h.c, nil, 0, false)
 	}
 	return err
 }

@@ -180,7 +180,7 @@ func (s *Store) Delete(ctx context.Context, scope, tenant, key string) error {
 	if c == nil {
 		return ErrInProgress
 	}
-	defer sh.finish(k, c, nil, 0)
+	defer sh.finish(k, c, nil, 0, false)
 	var (
 		found bool
 		size  int64

@@ -283,7 +283,7 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 		if reserved {
 			sc.usage.keys.Add(-1)
 		}
-		sh.finish(k, c, nil, 0)
+		sh.finish(k, c, nil, 0, false)
 		return nil, nil, err
 	}
 	now := st.now()
@@ -354,7 +354,7 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 			if res.Prev.Owner != 0 {
 				st.stats.orphans.Add(1) // kept under OrphanReport
 			}
-			sh.finish(k, c, rec, st.cacheUntil(rec))
+			sh.finish(k, c, rec, st.cacheUntil(rec), true)
 			if err := sc.check(rec, fingerprint); err != nil {
 				return nil, nil, err
 			}

@@ -103,7 +103,8 @@ func (sh *shard) state(c *call) (claimed bool, fingerprint []byte) {
 
 // finish ends c's ownership of key and wakes its duplicates with rec (nil:
 // the key was released and a duplicate may claim it). A finished rec is
-// kept for later replays until cacheUntil (Unix nanoseconds; 0: not kept).
+// kept for later replays until cacheUntil (Unix nanoseconds; 0: not kept),
+// as a record being replayed (replayed) or one just stored.
 //
 // With the default backend, records are cached when a replay reads them
 // from disk, not when they are first stored: most keys are never retried,
@@ -111,12 +112,12 @@ func (sh *shard) state(c *call) (claimed bool, fingerprint []byte) {
 // for again, to save a read of a few microseconds. With a shared backend a
 // miss costs a network round trip, so outcomes are also cached when they
 // are stored (see Claim.end).
-func (sh *shard) finish(key []byte, c *call, rec *record, cacheUntil int64) {
+func (sh *shard) finish(key []byte, c *call, rec *record, cacheUntil int64, replayed bool) {
 	c.rec = rec
 	sh.mu.Lock()
 	delete(sh.calls, string(key))
 	if cacheUntil != 0 && rec != nil && rec.state != stateInProgress {
-		sh.cache.put(string(key), rec, cacheUntil)
+		sh.cache.put(string(key), rec, cacheUntil, replayed)
 	}
 	sh.mu.Unlock()
 	close(c.done)

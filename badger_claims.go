@@ -239,9 +239,10 @@ func (b *badgerBackend) Release(_ context.Context, key []byte, owner uint64) err
 func (b *badgerBackend) Get(_ context.Context, key []byte) (Entry, bool, error) {
 	s := b.holds.stripe(key)
 	s.mu.Lock()
-	if h := s.live(key, time.Now()); h != nil {
+	now := time.Now()
+	if h := s.live(key, now); h != nil {
 		defer s.mu.Unlock()
-		return h.entry(time.Now()), true, nil
+		return h.entry(now), true, nil
 	}
 	s.mu.Unlock()
 	raw, meta, found, err := b.get(nil, key)
@@ -277,8 +278,9 @@ func (b *badgerBackend) Scan(ctx context.Context, prefix []byte, fn func(key []b
 		if e.Owner != 0 {
 			s := b.holds.stripe(key)
 			s.mu.Lock()
-			h := s.live(key, time.Now())
-			e.Lapsed = h == nil || h.owner != e.Owner || h.lapsed(time.Now())
+			now := time.Now()
+			h := s.live(key, now)
+			e.Lapsed = h == nil || h.owner != e.Owner || h.lapsed(now)
 			s.mu.Unlock()
 		}
 		return fn(key, e)

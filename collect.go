@@ -153,7 +153,7 @@ func (s *Store) deleteExpired(keys []expiredKey, stats *GCStats) error {
 			continue // a caller is on it right now
 		}
 		h := held{expiredKey: k, sh: sh, c: c}
-		rec, e, _, lerr := s.load(context.Background(), k.key)
+		rec, e, lerr := s.load(context.Background(), k.key)
 		switch {
 		case lerr != nil && !errors.Is(lerr, ErrCorrupt):
 			err = lerr

@@ -386,16 +386,16 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 // has just claimed it in the backend (req, res), the holder of the key.
 func (sc *Scope) claimed(k []byte, sh *shard, c *call, fingerprint []byte, req ClaimRequest, res ClaimResult) *Claim {
 	st := sc.store
-	value := req.Value
-	size := recordSize(k, len(value))
+	size := recordSize(k, len(req.Value))
+	added := size
 	if res.Found {
 		sc.usage.keys.Add(-1) // it replaced a record already counted
-		size -= recordSize(k, len(res.Prev.Value))
+		added -= recordSize(k, len(res.Prev.Value))
 	}
-	sc.usage.bytes.Add(size)
+	sc.usage.bytes.Add(added)
 	sh.claim(c, fingerprint)
 	cl := &Claim{scope: sc, key: k, shard: sh, call: c, fingerprint: fingerprint, owned: true,
-		owner: res.Owner, size: recordSize(k, len(value)),
+		owner: res.Owner, size: size,
 		// Only a volatile claim of a new key on the default backend leaves
 		// nothing stored if it is abandoned.
 		leavesNothing: st.local != nil && req.Volatile && !res.Found}

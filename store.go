@@ -391,21 +391,22 @@ func (s *Store) cacheUntil(rec *record) int64 {
 
 // load reads the record stored under the persisted key k. rec is nil when
 // there is none or it has expired by the store's clock; e is the entry
-// stored all the same (found false if none).
-func (s *Store) load(ctx context.Context, k []byte) (rec *record, e Entry, found bool, err error) {
+// stored all the same (zero if none).
+func (s *Store) load(ctx context.Context, k []byte) (rec *record, e Entry, err error) {
+	var found bool
 	err = s.io(func(be Backend) (err error) {
 		e, found, err = be.Get(ctx, k)
 		return err
 	})
 	if err != nil || !found {
-		return nil, e, found, err
+		return nil, e, err
 	}
 	rec = new(record)
 	if err := decodeRecord(e.Value, rec); err != nil {
-		return nil, e, true, err
+		return nil, e, err
 	}
 	if rec.expired(s.now()) {
-		return nil, e, true, nil
+		return nil, e, nil
 	}
-	return rec, e, true, nil
+	return rec, e, nil
 }

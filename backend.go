@@ -75,10 +75,14 @@ type ClaimRequest struct {
 
 // ClaimResult is the answer of [Backend.Claim].
 type ClaimResult struct {
-	// Owner is the token the caller now holds the key with, or 0 if the
-	// claim was refused. Tokens are never 0, and successive owners of one
-	// key get increasing tokens, so they can fence stale writers.
+	// Owner identifies the caller as the key's holder in Renew, Complete
+	// and Release; it is 0 if the claim was refused. Owners are never 0
+	// and never repeat for one key.
 	Owner uint64
+	// Token is the claim's fencing token: successive owners of one key
+	// get increasing tokens, so a system they write to can refuse a stale
+	// owner's writes. A backend may use its owners as tokens.
+	Token uint64
 	// Found reports that key held an entry, Prev: the one that refused the
 	// claim, or the one it replaced.
 	Found bool
@@ -89,8 +93,7 @@ type ClaimResult struct {
 type Entry struct {
 	// Value is the content stored by Claim or Complete.
 	Value []byte
-	// Owner is the token of the in-progress entry's owner, or 0 for a
-	// finished entry.
+	// Owner is the in-progress entry's owner, or 0 for a finished entry.
 	Owner uint64
 	// Lapsed reports an in-progress entry whose lease has run out (by the
 	// backend's clock): its owner is presumed dead.

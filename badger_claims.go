@@ -155,7 +155,7 @@ func (b *badgerBackend) take(s *holdStripe, key []byte, req ClaimRequest, res Cl
 	}
 	s.held[string(key)] = h
 	s.mu.Unlock()
-	res.Owner = h.owner
+	res.Owner, res.Token = h.owner, h.owner
 	if req.Volatile {
 		return res, nil
 	}

@@ -20,7 +20,8 @@ type Claim struct {
 	call        *call
 	fingerprint []byte
 	owned       bool
-	owner       uint64 // the backend's token for this claim
+	owner       uint64 // the backend's name for this claim's holder
+	token       uint64 // the claim's fencing token
 	size        int64  // bytes counted for key in the scope's usage
 	// leavesNothing: abandoned, the claim leaves no record behind, so its
 	// key comes off the scope's usage.
@@ -40,7 +41,7 @@ func (cl *Claim) Owned() bool { return cl.owned }
 // owners of a key get increasing tokens, so a system the work writes to can
 // refuse the writes of an owner that lost the key (see [ErrLeaseLost]) once
 // it has seen a newer token.
-func (cl *Claim) Token() uint64 { return cl.owner }
+func (cl *Claim) Token() uint64 { return cl.token }
 
 // Result returns the stored outcome of a key the caller does not own, as
 // [Scope.Do] would return it: the value with Replayed true, a

@@ -395,7 +395,7 @@ func (sc *Scope) claimed(k []byte, sh *shard, c *call, fingerprint []byte, req C
 	sc.usage.bytes.Add(added)
 	sh.claim(c, fingerprint)
 	cl := &Claim{scope: sc, key: k, shard: sh, call: c, fingerprint: fingerprint, owned: true,
-		owner: res.Owner, size: size,
+		owner: res.Owner, token: res.Token, size: size,
 		// Only a volatile claim of a new key on the default backend leaves
 		// nothing stored if it is abandoned.
 		leavesNothing: st.local != nil && req.Volatile && !res.Found}

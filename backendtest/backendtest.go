@@ -80,12 +80,19 @@ func get(t *testing.T, be idem.Backend, k []byte) (idem.Entry, bool) {
 	return e, found
 }
 
-// own claims k, which must be free, and returns the owner token.
+// own claims k, which must be free, and returns the owner.
 func own(t *testing.T, be idem.Backend, k []byte, req idem.ClaimRequest) uint64 {
+	t.Helper()
+	return ownToken(t, be, k, req).Owner
+}
+
+// ownToken claims k, which must be free, and returns the claim.
+func ownToken(t *testing.T, be idem.Backend, k []byte, req idem.ClaimRequest) idem.ClaimResult {
 	t.Helper()
 	res := claim(t, be, k, req)
 	require.NotZero(t, res.Owner, "a free key is claimed")
-	return res.Owner
+	require.NotZero(t, res.Token, "tokens are never 0")
+	return res
 }
 
 // eventually polls cond every 10 ms until it holds or 10 s pass.
@@ -157,13 +164,15 @@ func testRelease(t *testing.T, be idem.Backend) {
 		k := key(fmt.Sprint("release-", volatile))
 		req := request("claim")
 		req.Volatile = volatile
-		owner := own(t, be, k, req)
+		first := ownToken(t, be, k, req)
+		owner := first.Owner
 		assert.ErrorIs(t, be.Release(ctx, k, owner+1), idem.ErrLeaseLost)
 		require.NoError(t, be.Release(ctx, k, owner))
 		_, found := get(t, be, k)
 		assert.False(t, found, "a released key is free")
-		next := own(t, be, k, req)
-		assert.Greater(t, next, owner, "the next owner's token is greater")
+		next := ownToken(t, be, k, req)
+		assert.NotEqual(t, owner, next.Owner)
+		assert.Greater(t, next.Token, first.Token, "the next owner's token is greater")
 		assert.ErrorIs(t, be.Release(ctx, k, owner), idem.ErrLeaseLost, "the old owner holds nothing")
 	}
 }
@@ -171,7 +180,8 @@ func testRelease(t *testing.T, be idem.Backend) {
 func testRenewAndTakeover(t *testing.T, be idem.Backend) {
 	ctx := context.Background()
 	k := key("takeover")
-	owner := own(t, be, k, request("first"))
+	first := ownToken(t, be, k, request("first"))
+	owner := first.Owner
 	assert.ErrorIs(t, be.Renew(ctx, k, owner+1, time.Minute), idem.ErrLeaseLost)
 	require.NoError(t, be.Renew(ctx, k, owner, time.Minute))
 	e, _ := get(t, be, k)
@@ -190,7 +200,8 @@ func testRenewAndTakeover(t *testing.T, be idem.Backend) {
 	take.Takeover = true
 	res = claim(t, be, k, take)
 	require.NotZero(t, res.Owner)
-	assert.Greater(t, res.Owner, owner)
+	assert.NotEqual(t, owner, res.Owner)
+	assert.Greater(t, res.Token, first.Token, "tokens increase from owner to owner")
 	assert.True(t, res.Found)
 	assert.Equal(t, idem.Entry{Value: []byte("first"), Owner: owner, Lapsed: true}, res.Prev, "the orphan it replaced")
 
@@ -375,7 +386,7 @@ func testClaimStorm(t *testing.T, be idem.Backend) {
 		k := key(fmt.Sprint("storm-", i))
 		var (
 			mu          sync.Mutex
-			owners      []uint64
+			tokens      []uint64
 			completions int
 			wg          sync.WaitGroup
 		)
@@ -398,8 +409,8 @@ func testClaimStorm(t *testing.T, be idem.Backend) {
 						continue
 					}
 					mu.Lock()
-					owners = append(owners, res.Owner)
-					n := len(owners)
+					tokens = append(tokens, res.Token)
+					n := len(tokens)
 					mu.Unlock()
 					if n < 3 { // the first owners give up, the third completes
 						assert.NoError(t, be.Release(ctx, k, res.Owner))
@@ -417,8 +428,9 @@ func testClaimStorm(t *testing.T, be idem.Backend) {
 		close(start)
 		wg.Wait()
 		assert.Equal(t, 1, completions, "key %d: one completion", i)
-		assert.Len(t, owners, 3, "key %d: one owner at a time", i)
-		assert.True(t, slices.IsSorted(owners), "key %d: tokens increase: %v", i, owners)
+		assert.Len(t, tokens, 3, "key %d: one owner at a time", i)
+		assert.True(t, slices.IsSorted(tokens), "key %d: tokens increase: %v", i, tokens)
+		assert.NotContains(t, tokens, uint64(0), "key %d: tokens are never 0", i)
 		e, _ := get(t, be, k)
 		assert.Equal(t, idem.Entry{Value: []byte("done")}, e)
 	}

@@ -51,6 +51,8 @@ type Backend struct {
 	rdb    redis.UniversalClient
 	prefix string
 	pipe   *pipeliner
+	quick  bool // claims are tried without a script first (quickClaim)
+	clock  serverClock
 	watch  watchers
 	once   sync.Once // stops pipe and watch
 }
@@ -66,7 +68,8 @@ func New(rdb redis.UniversalClient, opts Options) (*Backend, error) {
 	if strings.ContainsAny(opts.Prefix, "{}") {
 		return nil, fmt.Errorf("%w: idemredis prefix %q contains a brace", idem.ErrInvalidOptions, opts.Prefix)
 	}
-	return &Backend{rdb: rdb, prefix: opts.Prefix, pipe: startPipeliner(rdb)}, nil
+	p := startPipeliner(rdb)
+	return &Backend{rdb: rdb, prefix: opts.Prefix, pipe: p, quick: !p.cluster}, nil
 }
 
 var (
@@ -94,24 +97,36 @@ func flag(b bool) string {
 }
 
 // Claim implements [idem.Backend]. Volatile claims are stored like any:
-// other instances must see them.
+// other instances must see them. While the server's clock is known (see
+// serverClock), a claim is first tried without a script (quickClaim); a
+// Cluster's nodes each have their own clock, so there every claim is a
+// script.
 func (b *Backend) Claim(ctx context.Context, key []byte, req idem.ClaimRequest) (idem.ClaimResult, error) {
-	reply, err := b.pipe.run(ctx, &claimOp, b.redisKey(key),
+	rkey := b.redisKey(key)
+	if now, ok := b.clock.now(); ok && b.quick {
+		if res, done, err := b.quickClaim(ctx, key, rkey, req, now); done {
+			return res, err
+		}
+	}
+	sent := time.Now()
+	reply, err := b.pipe.run(ctx, &claimOp, rkey,
 		req.Value, ms(req.Lease), max(ms(req.TTL), ms(req.Lease), 1), flag(req.Takeover),
 		flag(req.Stale != nil), req.Stale)
 	if err != nil {
 		return idem.ClaimResult{}, err
 	}
 	v, ok := reply.([]any)
-	if !ok || len(v) != 4 {
+	if !ok || len(v) != 5 {
 		return idem.ClaimResult{}, fmt.Errorf("idemredis: claim: reply %v", reply)
 	}
 	owner, err1 := token(v[0])
 	prevOwner, err2 := token(v[1])
-	if err := errors.Join(err1, err2); err != nil {
+	now, err3 := token(v[4])
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return idem.ClaimResult{}, fmt.Errorf("idemredis: claim: %w", err)
 	}
-	res := idem.ClaimResult{Owner: owner}
+	b.clock.observe(sent, int64(now))
+	res := idem.ClaimResult{Owner: owner, Token: owner}
 	if prev, ok := v[3].(string); ok {
 		res.Found = true
 		res.Prev = idem.Entry{Value: []byte(prev), Owner: prevOwner, Lapsed: v[2] == int64(1)}

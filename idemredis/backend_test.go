@@ -1,7 +1,10 @@
 package idemredis_test
 
 import (
+	"context"
+	"errors"
 	"os"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -31,8 +34,47 @@ func newBackend(t *testing.T) *idemredis.Backend {
 }
 
 func TestConformance(t *testing.T) {
-	backendtest.Run(t, func(t *testing.T) idem.Backend { return newBackend(t) })
+	t.Run("quick claims", func(t *testing.T) {
+		backendtest.Run(t, func(t *testing.T) idem.Backend { return newBackend(t) })
+	})
+	t.Run("script claims", func(t *testing.T) {
+		backendtest.Run(t, func(t *testing.T) idem.Backend {
+			be := newBackend(t)
+			idemredis.ScriptClaimsOnly(be)
+			return be
+		})
+	})
+	// Claims of both kinds on the same keys: tokens still only grow.
+	t.Run("mixed claims", func(t *testing.T) {
+		backendtest.Run(t, func(t *testing.T) idem.Backend {
+			rdb := redistest.Client(t)
+			prefix := redistest.Prefix(t, rdb)
+			quick, err := idemredis.New(rdb, idemredis.Options{Prefix: prefix})
+			require.NoError(t, err)
+			script, err := idemredis.New(rdb, idemredis.Options{Prefix: prefix})
+			require.NoError(t, err)
+			idemredis.ScriptClaimsOnly(script)
+			return &mixed{Backend: quick, script: script}
+		})
+	})
 }
+
+// mixed claims keys alternately quickly and with the script; both
+// backends share their keys.
+type mixed struct {
+	*idemredis.Backend
+	script *idemredis.Backend
+	n      atomic.Int64
+}
+
+func (m *mixed) Claim(ctx context.Context, key []byte, req idem.ClaimRequest) (idem.ClaimResult, error) {
+	if m.n.Add(1)%2 == 0 {
+		return m.script.Claim(ctx, key, req)
+	}
+	return m.Backend.Claim(ctx, key, req)
+}
+
+func (m *mixed) Close() error { return errors.Join(m.Backend.Close(), m.script.Close()) }
 
 func TestPrefixWithBraceIsRefused(t *testing.T) {
 	_, err := idemredis.New(nil, idemredis.Options{Prefix: "a{b}:"})

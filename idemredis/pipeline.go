@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -99,11 +100,25 @@ func (p *pipeliner) loop() {
 	}
 }
 
-// group is the calls of one script call.
+// group is the calls of one script call, or of plain commands (an op
+// without a script: see setOp).
 type group struct {
 	op    *op
 	calls []*call
-	cmd   *redis.Cmd
+	cmds  []*redis.Cmd // one for a script call, one per call otherwise
+}
+
+// setOp is the plain command SET key value PXAT expires NX GET, whose
+// calls take value and expires as arguments and reply a setReply. A
+// pipeline that carries any ends with TIME, which each reply includes.
+var setOp = op{name: "claim", args: 2}
+
+// setReply is a setOp call's reply: the value the key held (nil if none,
+// and the SET was done), and the server's time in microseconds read right
+// after the SET.
+type setReply struct {
+	prev *string
+	us   int64
 }
 
 // send runs a batch in one pipeline, one script call per operation (per
@@ -124,14 +139,28 @@ func (p *pipeliner) send(batch []*call) {
 	ctx := context.Background()
 	pipe := p.rdb.Pipeline()
 	for _, g := range groups {
+		if g.op.script == nil {
+			for _, c := range g.calls {
+				g.cmds = append(g.cmds, pipe.Do(ctx, "SET", c.key, c.args[0], "PXAT", c.args[1], "NX", "GET"))
+			}
+			continue
+		}
 		keys, args := g.arguments()
-		g.cmd = g.op.script.EvalSha(ctx, pipe, keys, args...)
+		g.cmds = []*redis.Cmd{g.op.script.EvalSha(ctx, pipe, keys, args...)}
+	}
+	var clock *redis.Cmd
+	if byOp[&setOp] != nil {
+		clock = pipe.Do(ctx, "TIME")
 	}
 	_, _ = pipe.Exec(ctx) // errors are in each command
 	for _, g := range groups {
-		if err := g.cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		if g.op.script == nil {
+			g.deliverSet(clock)
+			continue
+		}
+		if err := g.cmds[0].Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
 			keys, args := g.arguments()
-			g.cmd = g.op.script.Eval(ctx, p.rdb, keys, args...)
+			g.cmds[0] = g.op.script.Eval(ctx, p.rdb, keys, args...)
 		}
 		g.deliver()
 	}
@@ -151,7 +180,7 @@ func (g *group) arguments() ([]string, []any) {
 
 // deliver hands each call its reply and wakes it.
 func (g *group) deliver() {
-	replies, err := g.cmd.Slice()
+	replies, err := g.cmds[0].Slice()
 	if err == nil && len(replies) != len(g.calls) {
 		err = fmt.Errorf("%d replies for %d keys", len(replies), len(g.calls))
 	}
@@ -163,6 +192,42 @@ func (g *group) deliver() {
 		}
 		close(c.done)
 	}
+}
+
+// deliverSet hands each plain SET call its setReply and wakes it.
+func (g *group) deliverSet(clock *redis.Cmd) {
+	us, err := serverTime(clock)
+	for i, c := range g.calls {
+		prev, cerr := g.cmds[i].Text()
+		switch {
+		case err != nil:
+			c.err = fmt.Errorf("idemredis: time: %w", err)
+		case cerr == redis.Nil:
+			c.reply = setReply{us: us}
+		case cerr != nil:
+			c.err = fmt.Errorf("idemredis: %s: %w", g.op.name, cerr)
+		default:
+			c.reply = setReply{prev: &prev, us: us}
+		}
+		close(c.done)
+	}
+}
+
+// serverTime reads TIME's reply in microseconds.
+func serverTime(cmd *redis.Cmd) (int64, error) {
+	v, err := cmd.StringSlice()
+	if err == nil && len(v) != 2 {
+		err = fmt.Errorf("reply %q", v)
+	}
+	if err != nil {
+		return 0, err
+	}
+	sec, err1 := strconv.ParseInt(v[0], 10, 64)
+	usec, err2 := strconv.ParseInt(v[1], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return sec*1e6 + usec, nil
 }
 
 // stop ends the loops once the pipelines on the wire are back.

@@ -11,26 +11,32 @@ import (
 //
 //	owner,lease,fence,expires,watched;value
 //
-// owner is the token of an in-progress entry's owner (0 once finished),
-// lease the end of its lease in Unix milliseconds of the server's clock,
-// fence the last token given out for the key, so that tokens only grow,
-// expires the entry's own expiry (so that a script can put an entry back
-// exactly as it was), and watched 1 if a duplicate on another instance
-// waits for the entry: its completion or release is then published on the
-// channel prefix + "done" (see watch.go). Unwatched entries publish
-// nothing, so that the common path pays nothing for it. A token is the server's time in microseconds (at least fence+1):
-// it grows across a release or deletion too, since no two scripts run in
-// the same microsecond. Lua's numbers hold it exactly (it is under 2^53),
-// but print it in exponent form, so it is built from TIME's strings.
+// owner names the owner of an in-progress entry (0 once finished), lease
+// is the end of its lease in Unix milliseconds of the server's clock,
+// fence the last token a script gave out for the key (0 if none), expires
+// the entry's own expiry (so that a script can put an entry back exactly
+// as it was), and watched 1 if a duplicate on another instance waits for
+// the entry: its completion or release is then published on the channel
+// prefix + "done" (see watch.go). Unwatched entries publish nothing, so
+// that the common path pays nothing for it.
+//
+// Tokens are the server's time in microseconds, so they grow across a
+// release, deletion or expiry too. A claim made by the claim script is
+// owned by its token (at least fence+1, in case the server's clock stepped
+// back); Lua's numbers hold such a token exactly (it is under 2^53) but
+// print it in exponent form, so it is built from TIME's strings. A quick
+// claim (quick.go) is owned by a random number of 17 or more digits
+// instead, which scripts tell apart by its length.
 //
 // Each operation is a script, so Redis runs it atomically; time comes from
 // the server (TIME), never from the instances. The server's work bounds
 // throughput, and in a script each command costs several times what it
 // costs alone, so the common paths take one command per key — a claim of
-// a new key is one SET NX GET, a completion one SET XX GET (undone in the
-// rare case that the key is not the caller's) — and every script takes a
-// batch of keys, the same operation for each with its own arguments, and
-// returns a reply per key (see pipeliner).
+// a new key is one SET NX GET (usually not even in a script: quick.go), a
+// completion one SET XX GET (undone in the rare case that the key is not
+// the caller's) — and every script takes a batch of keys, the same
+// operation for each with its own arguments, and returns a reply per key
+// (see pipeliner).
 
 // op is one operation's script and the number of arguments it takes per
 // key.
@@ -50,7 +56,7 @@ local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local us = t[1] .. string.rep('0', 6 - #t[2]) .. t[2]
 local function parse(cur)
   local o, l, f, e, w, at = string.match(cur, '^(%%d+),(%%d+),(%%d+),(%%d+),(%%d);()')
-  return o, tonumber(l), tonumber(f), e, w, at
+  return o, tonumber(l), f, e, w, at
 end
 -- notify tells the watchers of key k that it is no longer in progress.
 local function notify(k)
@@ -81,7 +87,7 @@ return out
 
 // claimOp: value, lease ms, ttl ms, takeover ("1"), has stale ("1"),
 // stale. Replies {token or "0", previous owner, previous lapsed (0/1),
-// previous value or nil}.
+// previous value or nil, the server's time in microseconds}.
 var claimOp = batchScript("claim", 6, `
   local lease, expires = later(ARGV[a+2]), later(ARGV[a+3])
   local h = heads[lease .. expires]
@@ -101,12 +107,12 @@ var claimOp = batchScript("claim", 6, `
   local take = (lapsed == 1 and ARGV[a+4] == '1') or
     (ARGV[a+5] == '1' and (prev == '0' or lapsed == 1) and old == ARGV[a+6])
   if not take then
-    return {'0', prev, lapsed, old}
+    return {'0', prev, lapsed, old, us}
   end
-  if tonumber(token) <= fence then token = string.format('%.0f', fence + 1) end
+  if tonumber(token) <= tonumber(fence) then token = string.format('%.0f', tonumber(fence) + 1) end
   redis.call('SET', k, token .. ',' .. lease .. ',' .. token .. ',' .. expires .. ',' .. w .. ';' .. ARGV[a+1], 'PXAT', expires)
-  return {token, prev, lapsed, old}`,
-	`local heads, claimed = {}, {us, '0', 0, false}`)
+  return {token, prev, lapsed, old, us}`,
+	`local heads, claimed = {}, {us, '0', 0, false, us}`)
 
 // renewOp: owner, lease ms. Replies 1, or 0 if not the owner. The entry
 // is kept at least as long as the lease.
@@ -117,15 +123,18 @@ var renewOp = batchScript("renew", 2, `
   if o ~= ARGV[a+1] then return 0 end
   local lease = later(ARGV[a+2])
   if tonumber(e) < tonumber(lease) then e = lease end
-  redis.call('SET', k, o .. ',' .. lease .. ',' .. o .. ',' .. e .. ',' .. w .. ';' .. string.sub(cur, at), 'PXAT', e)
+  redis.call('SET', k, o .. ',' .. lease .. ',' .. fence .. ',' .. e .. ',' .. w .. ';' .. string.sub(cur, at), 'PXAT', e)
   return 1`)
 
 // completeOp: owner, value, ttl ms. Replies 1, or 0 if not the owner.
+// The finished entry's fence is the owner's token, if the owner is one.
 var completeOp = batchScript("complete", 3, `
   local expires = later(ARGV[a+3])
-  local cur = redis.call('SET', k, '0,0,' .. ARGV[a+1] .. ',' .. expires .. ',0;' .. ARGV[a+2], 'PXAT', expires, 'XX', 'GET')
+  local fence = ARGV[a+1]
+  if #fence > 16 then fence = '0' end
+  local cur = redis.call('SET', k, '0,0,' .. fence .. ',' .. expires .. ',0;' .. ARGV[a+2], 'PXAT', expires, 'XX', 'GET')
   if not cur then return 0 end
-  local o, l, fence, e, w = parse(cur)
+  local o, l, _, e, w = parse(cur)
   if o ~= ARGV[a+1] then
     redis.call('SET', k, cur, 'PXAT', e) -- not the caller's: put it back
     return 0
@@ -151,7 +160,7 @@ var watchOp = batchScript("watch", 0, `
   local o, l, fence, e, w, at = parse(cur)
   if o == '0' then return 0 end
   if w == '0' then
-    redis.call('SET', k, o .. ',' .. l .. ',' .. o .. ',' .. e .. ',1;' .. string.sub(cur, at), 'PXAT', e)
+    redis.call('SET', k, o .. ',' .. l .. ',' .. fence .. ',' .. e .. ',1;' .. string.sub(cur, at), 'PXAT', e)
   end
   return 1`)
 

@@ -1,0 +1,53 @@
+package idemredis
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/idemkit/idem/internal/redistest"
+)
+
+// The estimate of the server's clock is never early, and late by about a
+// round trip.
+func TestServerClockIsNeverEarly(t *testing.T) {
+	rdb := redistest.Client(t)
+	ctx := context.Background()
+	var c serverClock
+	_, ok := c.now()
+	require.False(t, ok, "no reading yet")
+	var worst time.Duration
+	for i := range 200 {
+		before, err := rdb.Time(ctx).Result()
+		require.NoError(t, err)
+		est, ok := c.now()
+		if i > 0 {
+			require.True(t, ok)
+			require.GreaterOrEqual(t, est, before.UnixMicro(), "reading %d: the estimate is early", i)
+			worst = max(worst, time.Duration(est-before.UnixMicro())*time.Microsecond)
+		}
+		sent := time.Now()
+		now, err := rdb.Time(ctx).Result()
+		require.NoError(t, err)
+		c.observe(sent, now.UnixMicro())
+		if i%50 == 0 {
+			time.Sleep(20 * time.Millisecond) // readings of some age too
+		}
+	}
+	t.Logf("latest estimate at most %v after the server's time", worst)
+	assert.Less(t, worst, 100*time.Millisecond)
+}
+
+func TestServerClockGoesStale(t *testing.T) {
+	var c serverClock
+	c.observe(time.Now().Add(-clockFresh-time.Millisecond), 1e15)
+	_, ok := c.now()
+	assert.False(t, ok)
+	c.observe(time.Now(), 2e15)
+	us, ok := c.now()
+	assert.True(t, ok)
+	assert.GreaterOrEqual(t, us, int64(2e15))
+}

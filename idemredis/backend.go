@@ -77,13 +77,20 @@ var (
 	_ idem.Watcher = (*Backend)(nil)
 )
 
+const hexDigits = "0123456789abcdef"
+
 // redisKey is the Redis key of a backend key.
 func (b *Backend) redisKey(key []byte) string {
-	buf := make([]byte, 0, len(b.prefix)+2+2*len(key))
-	buf = append(buf, b.prefix...)
-	buf = append(buf, '{')
-	buf = hex.AppendEncode(buf, key)
-	return string(append(buf, '}'))
+	var sb strings.Builder
+	sb.Grow(len(b.prefix) + 2 + 2*len(key))
+	sb.WriteString(b.prefix)
+	sb.WriteByte('{')
+	for _, c := range key {
+		sb.WriteByte(hexDigits[c>>4])
+		sb.WriteByte(hexDigits[c&15])
+	}
+	sb.WriteByte('}')
+	return sb.String()
 }
 
 // ms turns a duration into whole milliseconds, rounding up.
@@ -143,9 +150,10 @@ func token(v any) (uint64, error) {
 	return strconv.ParseUint(s, 10, 64)
 }
 
-// owned runs an operation that replies 1 for the owner and 0 otherwise.
-func (b *Backend) owned(ctx context.Context, o *op, key []byte, owner uint64, args ...any) error {
-	reply, err := b.pipe.run(ctx, o, b.redisKey(key), append([]any{strconv.FormatUint(owner, 10)}, args...)...)
+// owned runs an operation that replies 1 for the owner and 0 otherwise;
+// its first argument is the owner (see ownerArg).
+func (b *Backend) owned(ctx context.Context, o *op, key []byte, args ...any) error {
+	reply, err := b.pipe.run(ctx, o, b.redisKey(key), args...)
 	if err != nil {
 		return err
 	}
@@ -157,18 +165,21 @@ func (b *Backend) owned(ctx context.Context, o *op, key []byte, owner uint64, ar
 
 // Renew implements [idem.Backend].
 func (b *Backend) Renew(ctx context.Context, key []byte, owner uint64, lease time.Duration) error {
-	return b.owned(ctx, &renewOp, key, owner, ms(lease))
+	return b.owned(ctx, &renewOp, key, ownerArg(owner), ms(lease))
 }
 
 // Complete implements [idem.Backend].
 func (b *Backend) Complete(ctx context.Context, key []byte, owner uint64, value []byte, ttl time.Duration) error {
-	return b.owned(ctx, &completeOp, key, owner, value, max(ms(ttl), 1))
+	return b.owned(ctx, &completeOp, key, ownerArg(owner), value, max(ms(ttl), 1))
 }
 
 // Release implements [idem.Backend].
 func (b *Backend) Release(ctx context.Context, key []byte, owner uint64) error {
-	return b.owned(ctx, &releaseOp, key, owner)
+	return b.owned(ctx, &releaseOp, key, ownerArg(owner))
 }
+
+// ownerArg is an owner as a script argument.
+func ownerArg(owner uint64) string { return strconv.FormatUint(owner, 10) }
 
 // Get implements [idem.Backend].
 func (b *Backend) Get(ctx context.Context, key []byte) (idem.Entry, bool, error) {

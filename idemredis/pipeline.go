@@ -31,15 +31,19 @@ type pipeliner struct {
 	done    sync.WaitGroup
 }
 
-// call is one operation on one key waiting for its pipeline.
+// call is one operation on one key waiting for its pipeline. Calls are
+// reused (callPool) once their caller has taken the reply.
 type call struct {
 	op    *op
 	key   string
 	args  []any
-	reply any
+	reply any      // a script's reply
+	set   setReply // a setOp's reply
 	err   error
-	done  chan struct{}
+	done  chan struct{} // receives once the reply is in
 }
+
+var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
 
 const (
 	// pipelines is how many pipelines may be on the wire at once.
@@ -62,20 +66,52 @@ var errClosed = errors.New("idemredis: backend closed")
 // run runs o on key with args in the next pipeline and returns its reply.
 // If ctx ends first, run returns ctx's error; the operation may still run.
 func (p *pipeliner) run(ctx context.Context, o *op, key string, args ...any) (any, error) {
-	c := &call{op: o, key: key, args: args, done: make(chan struct{})}
+	c, err := p.wait(ctx, o, key, args)
+	if err != nil {
+		return nil, err
+	}
+	reply, err := c.reply, c.err
+	c.free()
+	return reply, err
+}
+
+// runSet runs a setOp call in the next pipeline and returns its reply.
+func (p *pipeliner) runSet(ctx context.Context, key string, value []byte, expires int64) (setReply, error) {
+	c, err := p.wait(ctx, &setOp, key, []any{value, expires})
+	if err != nil {
+		return setReply{}, err
+	}
+	reply, err := c.set, c.err
+	c.free()
+	return reply, err
+}
+
+// wait queues a call and waits for its reply, or for ctx to end (then
+// the call is left to the pipeline, and not reused).
+func (p *pipeliner) wait(ctx context.Context, o *op, key string, args []any) (*call, error) {
+	c := callPool.Get().(*call)
+	c.op, c.key, c.args = o, key, args
 	select {
 	case p.queue <- c:
 	case <-ctx.Done():
+		c.free()
 		return nil, ctx.Err()
 	case <-p.quit:
+		c.free()
 		return nil, errClosed
 	}
 	select {
 	case <-c.done:
-		return c.reply, c.err
+		return c, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// free returns a call whose reply was taken to callPool.
+func (c *call) free() {
+	*c = call{done: c.done}
+	callPool.Put(c)
 }
 
 func (p *pipeliner) loop() {
@@ -113,12 +149,13 @@ type group struct {
 // pipeline that carries any ends with TIME, which each reply includes.
 var setOp = op{name: "claim", args: 2}
 
-// setReply is a setOp call's reply: the value the key held (nil if none,
-// and the SET was done), and the server's time in microseconds read right
-// after the SET.
+// setReply is a setOp call's reply: the value the key held, if found (if
+// not, the SET was done), and the server's time in microseconds read
+// right after the SET.
 type setReply struct {
-	prev *string
-	us   int64
+	prev  string
+	found bool
+	us    int64
 }
 
 // send runs a batch in one pipeline, one script call per operation (per
@@ -190,7 +227,7 @@ func (g *group) deliver() {
 		} else {
 			c.reply = replies[i]
 		}
-		close(c.done)
+		c.done <- struct{}{}
 	}
 }
 
@@ -203,13 +240,13 @@ func (g *group) deliverSet(clock *redis.Cmd) {
 		case err != nil:
 			c.err = fmt.Errorf("idemredis: time: %w", err)
 		case cerr == redis.Nil:
-			c.reply = setReply{us: us}
+			c.set = setReply{us: us}
 		case cerr != nil:
 			c.err = fmt.Errorf("idemredis: %s: %w", g.op.name, cerr)
 		default:
-			c.reply = setReply{prev: &prev, us: us}
+			c.set = setReply{prev: prev, found: true, us: us}
 		}
-		close(c.done)
+		c.done <- struct{}{}
 	}
 }
 

@@ -49,23 +49,22 @@ func (b *Backend) quickClaim(ctx context.Context, key []byte, rkey string, req i
 	value = append(value, req.Value...)
 
 	sent := time.Now()
-	reply, err := b.pipe.run(ctx, &setOp, rkey, value, expires)
+	r, err := b.pipe.runSet(ctx, rkey, value, expires)
 	if err != nil {
 		return res, true, err
 	}
-	r := reply.(setReply)
 	b.clock.observe(sent, r.us)
-	if r.prev == nil {
+	if !r.found {
 		if r.us < lease*1000 {
 			return idem.ClaimResult{Owner: owner, Token: uint64(r.us)}, true, nil
 		}
 		// Too slow: the token would not end before the lease.
-		if err := b.owned(ctx, &releaseOp, key, owner); err != nil && !errors.Is(err, idem.ErrLeaseLost) {
+		if err := b.owned(ctx, &releaseOp, key, ownerArg(owner)); err != nil && !errors.Is(err, idem.ErrLeaseLost) {
 			return res, true, err
 		}
 		return res, false, nil
 	}
-	e, err := parseEntry(*r.prev, r.us/1000)
+	e, err := parseEntry(r.prev, r.us/1000)
 	if err != nil {
 		return res, true, fmt.Errorf("idemredis: claim: %w", err)
 	}

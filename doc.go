@@ -83,7 +83,7 @@
 // that several processes share, such as the Redis one in package
 // idemredis ([Options.Backend]). Everything above it works the same. A
 // shared backend arbitrates claims itself, atomically; a claim carries an
-// owner token and a lease on the backend's clock, which the store renews
+// owner and a lease on the backend's clock, which the store renews
 // while the work runs ([Options.Lease]). An owner that dies stops renewing
 // and its claim becomes an orphan once the lease lapses; an owner that
 // stalls past its lease and is taken over can no longer store its outcome

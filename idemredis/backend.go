@@ -7,15 +7,17 @@
 //	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379"})
 //	st, err := idem.Open(idem.Options{Backend: idemredis.New(rdb, idemredis.Options{})})
 //
-// Claims, renewals, completions and releases are server-side scripts, so
-// each is atomic; a claim carries an owner token and a lease measured on
-// the Redis server's clock, which the store renews while the work runs. An
+// Claims (a single SET NX GET where they can be: see quickClaim),
+// renewals, completions and releases are atomic on the server; a claim
+// carries an owner and a lease measured on the Redis server's clock, which
+// the store renews while the work runs, and a fencing token read from that
+// clock. An
 // instance that dies stops renewing: once its lease lapses, its claim is an
 // orphan ([idem.OrphanPolicy]). An owner that lost its key (paused past its
 // lease, then taken over) can no longer complete it: [idem.ErrLeaseLost].
 // Records expire with Redis TTLs, so Redis needs no collector.
 //
-// Each record is one Redis hash under prefix + "{" + hex(key) + "}": the
+// Each record is one Redis string under prefix + "{" + hex(key) + "}": the
 // hash tag keeps every script on one slot of a Redis Cluster.
 //
 // Durability is Redis's: an acknowledged claim or result survives what

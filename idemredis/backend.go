@@ -143,7 +143,7 @@ func (b *Backend) Claim(ctx context.Context, key []byte, req idem.ClaimRequest) 
 	return res, nil
 }
 
-// token parses an owner token from a script's reply.
+// token parses a number (an owner, a token, a time) from a script's reply.
 func token(v any) (uint64, error) {
 	s, ok := v.(string)
 	if !ok {

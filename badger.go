@@ -29,6 +29,7 @@ type badgerBackend struct {
 	epoch uint64        // this Open's number, counting from 1 (read-only: the last one)
 	seq   atomic.Uint64 // claims made in this epoch, for owner tokens
 	holds holds
+	keys  presence // which keys may be stored (not used read-only)
 }
 
 // OpenBadger opens the embedded default backend as [Open] does without
@@ -92,6 +93,9 @@ func openBadger(opts Options) (*badgerBackend, error) {
 	}
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("idem: epoch: %w", err), b.close())
+	}
+	if !opts.ReadOnly {
+		b.keys.start(db)
 	}
 	return b, nil
 }
@@ -334,6 +338,7 @@ func readEpoch(txn *badger.Txn) (uint64, error) {
 }
 
 func (b *badgerBackend) close() error {
+	b.keys.stop()
 	b.commits.stop()
 	err := b.db.Close()
 	if b.copyDir != "" {

@@ -101,6 +101,9 @@ func (b *badgerBackend) Claim(_ context.Context, key []byte, req ClaimRequest) (
 			}
 			return b.take(s, key, req, res, h.onDisk)
 		}
+		if !b.keys.mayHold(key) {
+			return b.take(s, key, req, ClaimResult{}, false) // not stored: no read
+		}
 		gen := s.gen
 		s.mu.Unlock()
 
@@ -290,8 +293,16 @@ func (b *badgerBackend) Scan(ctx context.Context, prefix []byte, fn func(key []b
 // Close implements [Backend].
 func (b *badgerBackend) Close() error { return b.close() }
 
-// write commits one change with the group committer.
-func (b *badgerBackend) write(ch change) error { return mapBadgerErr(b.commits.write(ch)) }
+// write commits one change with the group committer. A key written is
+// added to the presence filter once the commit has returned, also when it
+// failed (the write may have landed all the same).
+func (b *badgerBackend) write(ch change) error {
+	err := b.commits.write(ch)
+	if !ch.delete {
+		b.keys.add(ch.key)
+	}
+	return mapBadgerErr(err)
+}
 
 // metaClaim marks an in-progress entry in Badger's user metadata.
 const metaClaim byte = 1

@@ -1,0 +1,192 @@
+package idem
+
+import (
+	"math/bits"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/dgraph-io/badger/v4"
+)
+
+// presence knows which keys may be stored in Badger, so that the claim of
+// a new key — the common case — skips the read that would find nothing (a
+// read is a Badger transaction, which first waits for the commits in
+// flight). It is a Bloom filter: a key it may hold is read to be sure, a
+// key it does not hold is not stored.
+//
+// Why nothing stored is missed: every record is written while its key is
+// held (see holds), and the writer adds the key once its commit has
+// returned, before the hold ends; a claim consults the filter under the
+// hold's lock, and only when no hold is left. The keys stored before Open
+// are added by a scan, which runs in the background; until it has ended,
+// every claim reads.
+//
+// Deleted keys stay in the filter, as do keys added beyond its capacity,
+// both making it answer "maybe" more often. When more keys were added than
+// it was sized for, a new filter is filled by a fresh scan while writers
+// add to both, and then replaces it. A writer whose commit the scan's
+// snapshot does not show adds its key after the commit, and that is after
+// the new filter was installed, since the snapshot is taken after that.
+type presence struct {
+	db      *badger.DB
+	filters atomic.Pointer[filterSet]
+	scans   sync.WaitGroup
+	closed  atomic.Bool
+}
+
+// filterSet is the filter in use (nil until the first scan has ended) and
+// the one a scan is filling.
+type filterSet struct {
+	cur, next *bloom
+}
+
+// minFilterKeys is the least number of keys a filter is sized for: 1<<20
+// keys take 2 MiB.
+var minFilterKeys = 1 << 20
+
+// start fills the first filter in the background.
+func (p *presence) start(db *badger.DB) {
+	p.db = db
+	p.filters.Store(&filterSet{})
+	p.refresh()
+}
+
+// mayHold reports whether key may be stored: false only if it is not.
+func (p *presence) mayHold(key []byte) bool {
+	f := p.filters.Load()
+	if f == nil || f.cur == nil {
+		return true
+	}
+	return f.cur.has(key)
+}
+
+// add records that key is, or is about to be, stored.
+func (p *presence) add(key []byte) {
+	f := p.filters.Load()
+	if f == nil {
+		return // not in use (read-only)
+	}
+	full := false
+	if f.cur != nil {
+		full = f.cur.add(key)
+	}
+	if f.next != nil {
+		f.next.add(key)
+	}
+	if full {
+		p.refresh()
+	}
+}
+
+// refresh starts a scan unless one runs already.
+func (p *presence) refresh() {
+	for {
+		f := p.filters.Load()
+		if f.next != nil || p.closed.Load() {
+			return
+		}
+		keys := max(minFilterKeys, 2*storedKeys(p.db))
+		if f.cur != nil {
+			keys = max(keys, 2*int(f.cur.keys)) // grow: never refill over and over
+		}
+		next := newBloom(keys)
+		if p.filters.CompareAndSwap(f, &filterSet{cur: f.cur, next: next}) {
+			p.scans.Go(p.refill)
+			return
+		}
+	}
+}
+
+// refill adds every stored key to the next filter, then puts it in use.
+// Should the scan fail, the filter in use stays (a later addition beyond
+// its capacity tries again).
+func (p *presence) refill() {
+	next := p.filters.Load().next
+	err := p.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if p.closed.Load() {
+				return badger.ErrDBClosed
+			}
+			next.add(it.Item().Key())
+		}
+		return nil
+	})
+	f := p.filters.Load()
+	if err != nil {
+		p.filters.Store(&filterSet{cur: f.cur})
+		return
+	}
+	p.filters.Store(&filterSet{cur: next})
+}
+
+// stop waits for a running scan to end.
+func (p *presence) stop() {
+	p.closed.Store(true)
+	p.scans.Wait()
+}
+
+// storedKeys is Badger's count of the keys in its tables (versions and
+// deletions included; the memtables' are not).
+func storedKeys(db *badger.DB) int {
+	n := 0
+	for _, t := range db.Tables() {
+		n += int(t.KeyCount)
+	}
+	return n
+}
+
+// bloom is a Bloom filter with about 10 to 20 bits per key of its capacity
+// and 7 probes: under 1% false positives at capacity. It is safe for
+// concurrent use.
+type bloom struct {
+	words []atomic.Uint64
+	mask  uint64 // bit count - 1
+	added atomic.Int64
+	keys  int64 // capacity
+}
+
+const bloomProbes = 7
+
+func newBloom(keys int) *bloom {
+	n := uint64(1) << bits.Len64(uint64(keys)*10-1) // bits, a power of two
+	return &bloom{words: make([]atomic.Uint64, max(n/64, 1)), mask: n - 1, keys: int64(keys)}
+}
+
+// probes are the bit positions of key (double hashing).
+func (f *bloom) probes(key []byte) (h1, h2 uint64) {
+	h := xxhash.Sum64(key)
+	return h, h>>32 | h<<32 | 1
+}
+
+// add sets key's bits and reports whether the filter holds more keys than
+// it was sized for.
+func (f *bloom) add(key []byte) (full bool) {
+	h1, h2 := f.probes(key)
+	set := false
+	for i := range uint64(bloomProbes) {
+		b := (h1 + i*h2) & f.mask
+		w, m := &f.words[b>>6], uint64(1)<<(b&63)
+		if w.Load()&m == 0 {
+			w.Or(m)
+			set = true
+		}
+	}
+	return set && f.added.Add(1) > f.keys
+}
+
+// has reports whether all of key's bits are set.
+func (f *bloom) has(key []byte) bool {
+	h1, h2 := f.probes(key)
+	for i := range uint64(bloomProbes) {
+		b := (h1 + i*h2) & f.mask
+		if f.words[b>>6].Load()&(uint64(1)<<(b&63)) == 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -59,7 +59,8 @@ type Backend struct {
 	once   sync.Once // stops pipe and watch
 }
 
-// New returns a backend that keeps its records in rdb. Calls made at the
+// New returns a backend that keeps its records in rdb: a Client (also a
+// failover client, for Sentinel) or a ClusterClient. Calls made at the
 // same time share pipelines (round trips) to the server. The client stays
 // the caller's: Close (which [idem.Store.Close] calls) ends the backend's
 // goroutines but does not close the client.
@@ -69,6 +70,15 @@ func New(rdb redis.UniversalClient, opts Options) (*Backend, error) {
 	}
 	if strings.ContainsAny(opts.Prefix, "{}") {
 		return nil, fmt.Errorf("%w: idemredis prefix %q contains a brace", idem.ErrInvalidOptions, opts.Prefix)
+	}
+	switch rdb.(type) {
+	case nil:
+		return nil, fmt.Errorf("%w: idemredis needs a client", idem.ErrInvalidOptions)
+	case *redis.Ring:
+		// A Ring's shards share nothing: one key's claim and its result
+		// could land on different servers after a shard change, and
+		// scripts over several keys would run on one shard.
+		return nil, fmt.Errorf("%w: idemredis does not support redis.Ring (use a Client, a failover Client or a ClusterClient)", idem.ErrInvalidOptions)
 	}
 	p := startPipeliner(rdb)
 	return &Backend{rdb: rdb, prefix: opts.Prefix, pipe: p, quick: !p.cluster}, nil

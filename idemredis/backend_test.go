@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/idemkit/idem"
@@ -77,6 +79,16 @@ func (m *mixed) Claim(ctx context.Context, key []byte, req idem.ClaimRequest) (i
 func (m *mixed) Close() error { return errors.Join(m.Backend.Close(), m.script.Close()) }
 
 func TestPrefixWithBraceIsRefused(t *testing.T) {
-	_, err := idemredis.New(nil, idemredis.Options{Prefix: "a{b}:"})
+	_, err := idemredis.New(redis.NewClient(&redis.Options{}), idemredis.Options{Prefix: "a{b}:"})
 	require.ErrorIs(t, err, idem.ErrInvalidOptions)
+}
+
+func TestUnsupportedClientsAreRefused(t *testing.T) {
+	_, err := idemredis.New(nil, idemredis.Options{})
+	require.ErrorIs(t, err, idem.ErrInvalidOptions)
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": "127.0.0.1:1"}})
+	defer ring.Close()
+	_, err = idemredis.New(ring, idemredis.Options{})
+	require.ErrorIs(t, err, idem.ErrInvalidOptions)
+	assert.ErrorContains(t, err, "redis.Ring")
 }

@@ -1,11 +1,13 @@
-// Package idemredis is an [idem.Backend] on Redis (or Valkey), for a
-// service that runs several instances: a retry that lands on another
-// instance finds the key claimed or its result stored, and a duplicate
-// arriving there while the first call runs waits for its result (woken
-// through pub/sub when it is stored).
+// Package idemredis is an [idem.Backend] on Redis 7.0 or later (or
+// Valkey), for a service that runs several instances: a retry that lands
+// on another instance finds the key claimed or its result stored, and a
+// duplicate arriving there while the first call runs waits for its result
+// (woken through pub/sub when it is stored).
 //
 //	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379"})
-//	st, err := idem.Open(idem.Options{Backend: idemredis.New(rdb, idemredis.Options{})})
+//	be, err := idemredis.New(rdb, idemredis.Options{Prefix: "orders:"})
+//	if err != nil { ... }
+//	st, err := idem.Open(idem.Options{Backend: be})
 //
 // Claims (a single SET NX GET where they can be: see quickClaim),
 // renewals, completions and releases are atomic on the server; a claim

@@ -31,8 +31,11 @@ import (
 type presence struct {
 	db      *badger.DB
 	filters atomic.Pointer[filterSet]
+	closed  atomic.Bool // a scan stops early once set
+
+	mu      sync.Mutex // orders starting scans with stop
+	stopped bool
 	scans   sync.WaitGroup
-	closed  atomic.Bool
 }
 
 // filterSet is the filter in use (nil until the first scan has ended) and
@@ -81,21 +84,21 @@ func (p *presence) add(key []byte) {
 
 // refresh starts a scan unless one runs already.
 func (p *presence) refresh() {
-	for {
-		f := p.filters.Load()
-		if f.next != nil || p.closed.Load() {
-			return
-		}
-		keys := max(minFilterKeys, 2*storedKeys(p.db))
-		if f.cur != nil {
-			keys = max(keys, 2*int(f.cur.keys)) // grow: never refill over and over
-		}
-		next := newBloom(keys)
-		if p.filters.CompareAndSwap(f, &filterSet{cur: f.cur, next: next}) {
-			p.scans.Go(p.refill)
-			return
-		}
+	if p.filters.Load().next != nil {
+		return // the common case while a scan runs
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f := p.filters.Load()
+	if f.next != nil || p.stopped {
+		return
+	}
+	keys := max(minFilterKeys, 2*storedKeys(p.db))
+	if f.cur != nil {
+		keys = max(keys, 2*int(f.cur.keys)) // grow: never refill over and over
+	}
+	p.filters.Store(&filterSet{cur: f.cur, next: newBloom(keys)})
+	p.scans.Go(p.refill)
 }
 
 // refill adds every stored key to the next filter, then puts it in use.
@@ -124,9 +127,12 @@ func (p *presence) refill() {
 	p.filters.Store(&filterSet{cur: next})
 }
 
-// stop waits for a running scan to end.
+// stop ends a running scan early and waits for it; no scan starts after.
 func (p *presence) stop() {
 	p.closed.Store(true)
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
 	p.scans.Wait()
 }
 

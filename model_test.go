@@ -164,6 +164,17 @@ func TestModel(t *testing.T) {
 	// The record cache must not change any answer: off, tiny (constant
 	// eviction) and default.
 	backends := append([]modelBackend{{"badger", nil}}, modelBackends...)
+	// A presence filter sized for a few keys is refilled over and over
+	// while the store runs, reopens and collects: answers stay the same.
+	t.Run("badger/tiny-filter", func(t *testing.T) {
+		defer func(old int) { minFilterKeys = old }(minFilterKeys)
+		minFilterKeys = 2
+		for seed := range seeds {
+			t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+				runModel(t, uint64(seed), ops, 0, nil)
+			})
+		}
+	})
 	for _, be := range backends {
 		for _, cache := range []int{-1, 2048, 0} {
 			for seed := range seeds {

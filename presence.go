@@ -22,10 +22,10 @@ import (
 // are added by a scan, which runs in the background; until it has ended,
 // every claim reads.
 //
-// Deleted keys stay in the filter, as do keys added beyond its capacity,
-// both making it answer "maybe" more often. When more keys were added than
-// it was sized for, a new filter is filled by a fresh scan while writers
-// add to both, and then replaces it. A writer whose commit the scan's
+// Deleted keys stay in the filter until it is refilled, and a filter that
+// holds more keys than it was sized for answers "maybe" more often: once
+// it does, a new filter, at least twice as large, is filled by a fresh
+// scan while writers add to both, and then replaces it. A writer whose commit the scan's
 // snapshot does not show adds its key after the commit, and that is after
 // the new filter was installed, since the snapshot is taken after that.
 type presence struct {
@@ -64,7 +64,8 @@ func (p *presence) mayHold(key []byte) bool {
 	return f.cur.has(key)
 }
 
-// add records that key is, or is about to be, stored.
+// add records that key is stored, or may be: a commit that wrote it has
+// returned, with or without an error.
 func (p *presence) add(key []byte) {
 	f := p.filters.Load()
 	if f == nil {

@@ -76,8 +76,8 @@ type ClaimRequest struct {
 // ClaimResult is the answer of [Backend.Claim].
 type ClaimResult struct {
 	// Owner identifies the caller as the key's holder in Renew, Complete
-	// and Release; it is 0 if the claim was refused. Owners are never 0
-	// and never repeat for one key.
+	// and Release; it is 0 if the claim was refused. Owners are never 0,
+	// and successive owners of one key differ.
 	Owner uint64
 	// Token is the claim's fencing token: successive owners of one key
 	// get increasing tokens, so a system they write to can refuse a stale

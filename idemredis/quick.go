@@ -14,7 +14,9 @@ import (
 )
 
 // minQuickOwner is the least owner of a quick claim: quick owners have 17
-// or more digits, script owners (tokens) 16.
+// or more digits, script owners (tokens) 16. Drawn at random from nearly
+// 2^63 numbers, two owners of one key are the same with a chance of about
+// one in 10^18.
 const minQuickOwner = 1e17
 
 // quickClaim tries to claim a key with the plain command SET NX GET, which

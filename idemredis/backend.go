@@ -124,12 +124,12 @@ func flag(b bool) string {
 // script.
 func (b *Backend) Claim(ctx context.Context, key []byte, req idem.ClaimRequest) (idem.ClaimResult, error) {
 	rkey := b.redisKey(key)
-	if now, ok := b.clock.now(); ok && b.quick {
-		if res, done, err := b.quickClaim(ctx, key, rkey, req, now); done {
+	now, sent, ok := b.clock.now()
+	if ok && b.quick {
+		if res, done, err := b.quickClaim(ctx, key, rkey, req, now, sent); done {
 			return res, err
 		}
 	}
-	sent := time.Now()
 	reply, err := b.pipe.run(ctx, &claimOp, rkey,
 		req.Value, ms(req.Lease), max(ms(req.TTL), ms(req.Lease), 1), flag(req.Takeover),
 		flag(req.Stale != nil), req.Stale)
@@ -142,11 +142,11 @@ func (b *Backend) Claim(ctx context.Context, key []byte, req idem.ClaimRequest) 
 	}
 	owner, err1 := token(v[0])
 	prevOwner, err2 := token(v[1])
-	now, err3 := token(v[4])
+	read, err3 := token(v[4])
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return idem.ClaimResult{}, fmt.Errorf("idemredis: claim: %w", err)
 	}
-	b.clock.observe(sent, int64(now))
+	b.clock.observe(sent, int64(read))
 	res := idem.ClaimResult{Owner: owner, Token: owner}
 	if prev, ok := v[3].(string); ok {
 		res.Found = true

@@ -22,23 +22,26 @@ type serverClock struct {
 
 // observe records that a command sent at sent read the server's time us.
 // It is kept if it gives the earlier estimate (the tighter bound), or the
-// reading it replaces has gone stale.
+// reading it replaces was sent half the freshness window before it.
 func (c *serverClock) observe(sent time.Time, us int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.sent.IsZero() || time.Since(c.sent) > clockFresh/2 || us-sent.Sub(c.sent).Microseconds() <= c.us {
+	after := sent.Sub(c.sent)
+	if c.sent.IsZero() || after > clockFresh/2 || us-after.Microseconds() <= c.us {
 		c.sent, c.us = sent, us
 	}
 }
 
-// now returns an estimate of the server's time in Unix microseconds that
-// is not earlier than the true time, or false if there is no fresh reading.
-func (c *serverClock) now() (int64, bool) {
+// now returns the local time and an estimate of the server's time then,
+// in Unix microseconds, that is not earlier than the true time; ok is
+// false if there is no fresh reading to estimate from.
+func (c *serverClock) now() (us int64, at time.Time, ok bool) {
+	at = time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	since := time.Since(c.sent)
+	since := at.Sub(c.sent)
 	if c.sent.IsZero() || since > clockFresh {
-		return 0, false
+		return 0, at, false
 	}
-	return c.us + since.Microseconds() + 1, true
+	return c.us + since.Microseconds() + 1, at, true
 }

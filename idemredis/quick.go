@@ -33,10 +33,12 @@ const minQuickOwner = 1e17
 // ends after its token (checked below) — and a takeover script gives a
 // later owner the time it runs, after this lease ends.
 //
-// done is false if only the claim script can decide: the key holds an
+// nowUS is the estimate of the server's clock at the local time sent,
+// before the command is queued. done is false if only the claim script
+// can decide: the key holds an
 // entry req may replace, or the claim took longer than its lease (it is
 // released again).
-func (b *Backend) quickClaim(ctx context.Context, key []byte, rkey string, req idem.ClaimRequest, nowUS int64) (res idem.ClaimResult, done bool, err error) {
+func (b *Backend) quickClaim(ctx context.Context, key []byte, rkey string, req idem.ClaimRequest, nowUS int64, sent time.Time) (res idem.ClaimResult, done bool, err error) {
 	owner := minQuickOwner + rand.Uint64N(math.MaxInt64-minQuickOwner)
 	now := nowUS / 1000
 	lease := now + ms(req.Lease)
@@ -50,7 +52,6 @@ func (b *Backend) quickClaim(ctx context.Context, key []byte, rkey string, req i
 	value = append(value, ",0;"...)
 	value = append(value, req.Value...)
 
-	sent := time.Now()
 	r, err := b.pipe.runSet(ctx, rkey, value, expires)
 	if err != nil {
 		return res, true, err

@@ -1,6 +1,7 @@
 package idem
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"time"
@@ -71,6 +72,14 @@ type ClaimRequest struct {
 	// backend used by that process alone may keep it in memory (where
 	// Scan need not see it). Other backends store it like any claim.
 	Volatile bool
+}
+
+// Replaces reports whether the request may replace the entry e: a lapsed
+// claim with Takeover, or a finished or lapsed entry holding exactly
+// Stale.
+func (req ClaimRequest) Replaces(e Entry) bool {
+	dead := e.Owner == 0 || e.Lapsed
+	return e.Lapsed && req.Takeover || dead && req.Stale != nil && bytes.Equal(req.Stale, e.Value)
 }
 
 // ClaimResult is the answer of [Backend.Claim].

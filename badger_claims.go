@@ -95,7 +95,7 @@ func (b *badgerBackend) Claim(_ context.Context, key []byte, req ClaimRequest) (
 		now := time.Now()
 		if h := s.live(key, now); h != nil {
 			res := ClaimResult{Found: true, Prev: h.entry(now)}
-			if !replaceable(res.Prev, req) {
+			if !req.Replaces(res.Prev) {
 				s.mu.Unlock()
 				return res, nil
 			}
@@ -125,21 +125,13 @@ func (b *badgerBackend) Claim(_ context.Context, key []byte, req ClaimRequest) (
 			}
 			e.Lapsed = e.Owner != 0 // no hold owns it
 			res = ClaimResult{Found: true, Prev: e}
-			if !replaceable(e, req) {
+			if !req.Replaces(e) {
 				s.mu.Unlock()
 				return res, nil
 			}
 		}
 		return b.take(s, key, req, res, found)
 	}
-}
-
-// replaceable reports whether req may replace the entry e (see
-// ClaimRequest): a lapsed claim with Takeover, or a finished or lapsed
-// entry holding exactly req.Stale.
-func replaceable(e Entry, req ClaimRequest) bool {
-	dead := e.Owner == 0 || e.Lapsed
-	return e.Lapsed && req.Takeover || dead && req.Stale != nil && bytes.Equal(req.Stale, e.Value)
 }
 
 // take makes a new hold of key for req, replacing what res.Prev describes,

@@ -1,7 +1,6 @@
 package idemredis
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -35,9 +34,8 @@ const minQuickOwner = 1e17
 //
 // nowUS is the estimate of the server's clock at the local time sent,
 // before the command is queued. done is false if only the claim script
-// can decide: the key holds an
-// entry req may replace, or the claim took longer than its lease (it is
-// released again).
+// can decide: the key holds an entry req may replace, or the claim took
+// longer than its lease (it is released again).
 func (b *Backend) quickClaim(ctx context.Context, key []byte, rkey string, req idem.ClaimRequest, nowUS int64, sent time.Time) (res idem.ClaimResult, done bool, err error) {
 	owner := minQuickOwner + rand.Uint64N(math.MaxInt64-minQuickOwner)
 	now := nowUS / 1000
@@ -71,8 +69,8 @@ func (b *Backend) quickClaim(ctx context.Context, key []byte, rkey string, req i
 	if err != nil {
 		return res, true, fmt.Errorf("idemredis: claim: %w", err)
 	}
-	if (e.Lapsed && req.Takeover) || (req.Stale != nil && (e.Owner == 0 || e.Lapsed) && bytes.Equal(e.Value, req.Stale)) {
-		return res, false, nil
+	if req.Replaces(e) {
+		return res, false, nil // the script decides, atomically
 	}
 	return idem.ClaimResult{Found: true, Prev: e}, true, nil
 }

@@ -59,14 +59,21 @@ func checkBadgerOptions(opts Options) error {
 // openBadger opens (or creates) the Badger database described by opts.
 func openBadger(opts Options) (*badgerBackend, error) {
 	bo := badgerOptions(opts)
-	db, err := badger.Open(bo)
+	var (
+		db  *badger.DB
+		err = errEmptyValueLog
+	)
+	if !opts.ReadOnly || !hasEmptyValueLog(opts.Dir) {
+		db, err = openDB(bo)
+	}
 	var copyDir string
-	if err != nil && opts.ReadOnly && strings.Contains(err.Error(), "truncate required") {
-		// Killed mid-write: Badger must replay and truncate its log, which
-		// a read-only open may not do. Do it on a private copy.
+	if err != nil && opts.ReadOnly && (err == errEmptyValueLog || strings.Contains(err.Error(), "truncate required")) {
+		// Killed mid-write: Badger must replay and truncate its log, or
+		// set up a log file it was creating, which a read-only open may
+		// not do. Do it on a private copy.
 		copyDir, err = copyStore(opts.Dir)
 		if err == nil {
-			db, err = badger.Open(bo.WithDir(copyDir).WithValueDir(copyDir).WithReadOnly(false))
+			db, err = openDB(bo.WithDir(copyDir).WithValueDir(copyDir).WithReadOnly(false))
 			if err != nil {
 				_ = os.RemoveAll(copyDir)
 			}
@@ -98,6 +105,33 @@ func openBadger(opts Options) (*badgerBackend, error) {
 		b.keys.start(db)
 	}
 	return b, nil
+}
+
+var errEmptyValueLog = errors.New("idem: empty value log file")
+
+// openDB opens Badger, mending what a process killed inside Badger's own
+// Open leaves behind: each Open creates a value log file, and one killed
+// before the file was sized leaves it empty, which the next Open refuses
+// ("Create a new file"). That failed Open sets the file up all the same
+// (its header, its size), so a second Open succeeds.
+func openDB(bo badger.Options) (*badger.DB, error) {
+	db, err := badger.Open(bo)
+	if err != nil && !bo.ReadOnly && strings.Contains(err.Error(), "Create a new file") {
+		db, err = badger.Open(bo)
+	}
+	return db, err
+}
+
+// hasEmptyValueLog reports whether dir holds a value log file of length 0
+// (see openDB).
+func hasEmptyValueLog(dir string) bool {
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.vlog"))
+	for _, name := range logs {
+		if info, err := os.Stat(name); err == nil && info.Size() == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // badgerOptions sizes Badger for a library embedded in someone else's

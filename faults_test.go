@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -207,6 +208,45 @@ func TestOpenDamagedDirectory(t *testing.T) {
 			require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte("not what Badger wrote"), 0o644))
 			_, err = Open(Options{Dir: dir})
 			assert.Error(t, err)
+		})
+	}
+}
+
+// A process killed while Badger creates a value log file leaves the file
+// empty, and Badger then refuses to open the directory ("Create a new
+// file"). The store opens all the same, writable or read-only, with every
+// record.
+func TestOpenAfterKillLeftAnEmptyValueLog(t *testing.T) {
+	for _, readOnly := range []bool{false, true} {
+		t.Run(fmt.Sprint("readOnly=", readOnly), func(t *testing.T) {
+			dir := t.TempDir()
+			st, err := Open(Options{Dir: dir})
+			require.NoError(t, err)
+			_, err = scopeTest(t, st, "s", ScopeOptions{}).Do(context.Background(), "k", nil, value(new(int), "v"))
+			require.NoError(t, err)
+			require.NoError(t, st.Close())
+			logs, err := filepath.Glob(filepath.Join(dir, "*.vlog"))
+			require.NoError(t, err)
+			empty := filepath.Join(dir, fmt.Sprintf("%06d.vlog", len(logs)+1))
+			require.NoError(t, os.WriteFile(empty, nil, 0o644))
+			copied, err := copyStore(dir) // Badger's failed open changes the file
+			require.NoError(t, err)
+			defer os.RemoveAll(copied)
+			_, err = badger.Open(badgerOptions(Options{Dir: copied, ReadOnly: readOnly}))
+			require.Error(t, err, "Badger alone cannot open it")
+			t.Log(err)
+
+			st, err = Open(Options{Dir: dir, ReadOnly: readOnly})
+			require.NoError(t, err)
+			defer st.Close()
+			rec, err := st.Lookup(context.Background(), "s", "", "k")
+			require.NoError(t, err)
+			assert.Equal(t, "v", string(rec.Value))
+			if readOnly {
+				info, err := os.Stat(empty)
+				require.NoError(t, err, "a read-only open changes nothing")
+				assert.Zero(t, info.Size())
+			}
 		})
 	}
 }

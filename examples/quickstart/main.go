@@ -1,6 +1,6 @@
 // Command quickstart shows idem's main job in a few lines: a payment that
-// is retried, sent twice at once, and reused with another payload, is
-// charged exactly once.
+// is retried, one sent 50 times at once, and a key reused with another
+// payload: each payment is charged exactly once.
 //
 //	go run ./examples/quickstart [-dir DIR]
 //
@@ -93,7 +93,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "other payload:    %v\n", err)
 
 	s := st.Stats()
-	fmt.Fprintf(out, "card charged %d times in this run; stats: %d claims, %d replays, %d coalesced waits\n",
-		charges.Load(), s.Claims, s.Replays, s.Coalesced)
+	fmt.Fprintf(out, "charges:          %d in this run for 2 payments (order-1001, order-1002)\n", charges.Load())
+	fmt.Fprintf(out, "stats:            %d claims, %d replays, %d coalesced waits\n", s.Claims, s.Replays, s.Coalesced)
 	return nil
 }

@@ -2,6 +2,9 @@ package idem
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 )
 
@@ -32,6 +35,42 @@ func BenchmarkReplayHit(b *testing.B) {
 		dst := make([]byte, 0, 512)
 		for b.Loop() {
 			res, err := sc.DoAppend(ctx, dst[:0], "order-1001", nil, fn)
+			if err != nil || !res.Replayed {
+				b.Fatal(err)
+			}
+			dst = res.Value
+		}
+	})
+}
+
+// BenchmarkReplayWorkingSet measures replays from the cache spread at
+// random over many keys, as retries of a busy service are: each one
+// misses the processor's caches, unlike BenchmarkReplayHit's single key.
+//
+//	go test -run '^$' -bench ReplayWorkingSet .
+func BenchmarkReplayWorkingSet(b *testing.B) {
+	const keys = 100_000
+	st := openTest(b, Options{InMemory: true, GCInterval: -1})
+	sc := scopeTest(b, st, "bench", ScopeOptions{})
+	ctx := context.Background()
+	fn := func(context.Context) ([]byte, error) { return make([]byte, 256), nil }
+	names := make([]string, keys)
+	for i := range names {
+		names[i] = fmt.Sprintf("order-%019d", i)
+		for range 2 { // the second call reads the record and caches it
+			if _, err := sc.Do(ctx, names[i], nil, fn); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var seed atomic.Uint64
+	b.RunParallel(func(pb *testing.PB) {
+		rng := rand.New(rand.NewPCG(seed.Add(1), 0))
+		dst := make([]byte, 0, 512)
+		for pb.Next() {
+			res, err := sc.DoAppend(ctx, dst[:0], names[rng.IntN(keys)], nil, fn)
 			if err != nil || !res.Replayed {
 				b.Fatal(err)
 			}

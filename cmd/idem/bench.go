@@ -21,10 +21,14 @@ Runs concurrent check-and-set on idem (Do and Claim) and on the baselines
 directories, and prints ops/s, latency and each row's ratio to the baselines.
 With -redis, the targets are idem on the idemredis backend and raw go-redis
 SET NX GET on that server instead (keys of their own, deleted afterwards).
+-targets may also name badger-write: a blind db.Update{Set} per key, which
+is not a check-and-set but what Badger's write alone costs a new key (it
+runs in the unique workload only).
 
 examples:
   idem bench -workload unique -goroutines 64 -duration 5s
-  idem bench -redis 127.0.0.1:6379 -goroutines 64`
+  idem bench -redis 127.0.0.1:6379 -goroutines 64
+  idem bench -workload unique -targets idem-do,badger-naive,badger-write`
 
 // benchRow is one printed row.
 type benchRow struct {
@@ -76,7 +80,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		kinds = nil
 		for _, s := range strings.Split(*targets, ",") {
 			k := bench.Kind(strings.TrimSpace(s))
-			if !slices.Contains(bench.Kinds, k) && !slices.Contains(bench.RedisKinds, k) {
+			if !slices.Contains(bench.Kinds, k) && !slices.Contains(bench.RedisKinds, k) && !slices.Contains(bench.Blind, k) {
 				return usagef("-targets: unknown target %q", k)
 			}
 			if slices.Contains(bench.RedisKinds, k) && *redisAddr == "" {
@@ -102,6 +106,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			var rows []benchRow
 			for _, k := range kinds {
+				if w != bench.Unique && slices.Contains(bench.Blind, k) {
+					continue // it would overwrite the records the workload repeats
+				}
 				r, err := bench.Run(ctx, bench.Config{Kind: k, Workload: w, Goroutines: g, Duration: *duration, ValueSize: *valueSize,
 					Sync: *sync && k.Syncs(), RedisAddr: *redisAddr})
 				if err != nil {

@@ -360,6 +360,12 @@ func TestBench(t *testing.T) {
 	require.Zero(t, code)
 	assert.Contains(t, out, "× badger-naive")
 	assert.Contains(t, out, "idem-do")
+
+	// A blind write runs with new keys only.
+	out, _, code = cli(t, "bench", "-workload", "unique,hot", "-goroutines", "1", "-duration", "50ms", "-targets", "idem-do,badger-write", "-json")
+	require.Zero(t, code)
+	assert.Equal(t, 1, strings.Count(out, `"target":"badger-write","workload":"unique"`), out)
+	assert.Equal(t, 3, strings.Count(out, "\n"), out)
 }
 
 // TestTortureChild is the child process of the torture runs below.

@@ -40,3 +40,12 @@ func TestRunEveryTargetAndWorkload(t *testing.T) {
 	_, err := Run(ctx, Config{Kind: "nope", Workload: Unique, Goroutines: 1, Duration: time.Millisecond})
 	assert.Error(t, err)
 }
+
+func TestBlindTargetWritesEveryKey(t *testing.T) {
+	for _, kind := range Blind {
+		r, err := Run(context.Background(), Config{Kind: kind, Workload: Unique, Goroutines: 4, Duration: 50 * time.Millisecond, ValueSize: 64})
+		require.NoError(t, err, kind)
+		assert.Positive(t, r.Ops, kind)
+		assert.Equal(t, 1.0, r.Claimed, kind)
+	}
+}

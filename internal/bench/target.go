@@ -39,15 +39,20 @@ const (
 	IdemClaim   Kind = "idem-claim"   // Scope.Claim + Claim.Complete
 	BadgerNaive Kind = "badger-naive" // db.Update{Get; Set}, default options
 	MemSharded  Kind = "mem-sharded"  // a sharded mutex+map: the in-memory ceiling
+	BadgerWrite Kind = "badger-write" // db.Update{Set}: a blind write, the least a new key costs on Badger
 
 	IdemRedis  Kind = "idem-redis"  // Scope.Do on the idemredis backend
 	RedisSetNX Kind = "redis-setnx" // SET key value PX ttl NX GET with go-redis
 )
 
 // Kinds lists the embedded targets, idem first; RedisKinds the Redis ones.
+// Blind lists the targets that write without looking, which are not
+// check-and-set: they show what a store's writes alone cost, and only new
+// keys (the unique workload) make sense for them.
 var (
 	Kinds      = []Kind{IdemDo, IdemClaim, BadgerNaive, MemSharded}
 	RedisKinds = []Kind{IdemRedis, RedisSetNX}
+	Blind      = []Kind{BadgerWrite}
 )
 
 // Env is where targets keep their data.
@@ -73,12 +78,12 @@ func Open(kind Kind, env Env) (Target, error) {
 			return nil, errors.Join(err, st.Close())
 		}
 		return &idemTarget{st: st, sc: sc, claim: kind == IdemClaim}, nil
-	case BadgerNaive:
+	case BadgerNaive, BadgerWrite:
 		db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithSyncWrites(sync))
 		if err != nil {
 			return nil, err
 		}
-		return &badgerTarget{db: db}, nil
+		return &badgerTarget{db: db, blind: kind == BadgerWrite}, nil
 	case MemSharded:
 		return newMemTarget(), nil
 	}
@@ -110,10 +115,19 @@ func (t *idemTarget) Claim(ctx context.Context, key, value []byte) (bool, error)
 func (t *idemTarget) Close() error { return t.st.Close() }
 
 // badgerTarget is what users write by hand: one Update doing Get and, on a
-// miss, Set; retried on a conflict.
-type badgerTarget struct{ db *badger.DB }
+// miss, Set; retried on a conflict. A blind one only sets.
+type badgerTarget struct {
+	db    *badger.DB
+	blind bool
+}
 
 func (t *badgerTarget) Claim(_ context.Context, key, value []byte) (bool, error) {
+	if t.blind {
+		err := t.db.Update(func(txn *badger.Txn) error {
+			return txn.SetEntry(badger.NewEntry(key, value).WithTTL(TTL))
+		})
+		return err == nil, err
+	}
 	for {
 		claimed := false
 		err := t.db.Update(func(txn *badger.Txn) error {
@@ -272,4 +286,6 @@ func Prepare(ctx context.Context, kind Kind, w Workload, env Env, valueSize int)
 
 // Syncs reports whether SyncWrites applies to the target: the embedded
 // stores on disk.
-func (k Kind) Syncs() bool { return k == IdemDo || k == IdemClaim || k == BadgerNaive }
+func (k Kind) Syncs() bool {
+	return k == IdemDo || k == IdemClaim || k == BadgerNaive || k == BadgerWrite
+}

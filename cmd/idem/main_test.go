@@ -40,11 +40,16 @@ func cli(t *testing.T, args ...string) (stdout, stderr string, code int) {
 func seed(t *testing.T, dir string) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := idem.Open(idem.Options{Dir: dir, GCInterval: -1})
+	// The store's clock runs an hour behind, so that evt-1 (kept for a
+	// minute) is expired for the commands, which use the real clock, while
+	// Badger, which counts its own TTL from the real clock, still holds it:
+	// with a short TTL on the real clock Badger could hide it before a
+	// command reads it.
+	st, err := idem.Open(idem.Options{Dir: dir, GCInterval: -1, Now: func() time.Time { return time.Now().Add(-time.Hour) }})
 	require.NoError(t, err)
 	pay, err := st.Scope("payments", idem.ScopeOptions{Orphans: idem.OrphanReport})
 	require.NoError(t, err)
-	hooks, err := st.Scope("webhooks", idem.ScopeOptions{TTL: time.Millisecond})
+	hooks, err := st.Scope("webhooks", idem.ScopeOptions{TTL: time.Minute})
 	require.NoError(t, err)
 	for i := range 3 {
 		_, err := pay.Tenant("acct_1").Do(ctx, fmt.Sprint("order-", i), []byte{0xab, byte(i)}, func(context.Context) ([]byte, error) {
@@ -62,7 +67,6 @@ func seed(t *testing.T, dir string) {
 	_, err = hooks.Do(ctx, "evt-1", nil, func(context.Context) ([]byte, error) { return []byte("ok"), nil })
 	require.NoError(t, err)
 	require.NoError(t, st.Close())
-	time.Sleep(2 * time.Millisecond) // evt-1's 1 ms TTL passes
 }
 
 func dumpJSON(t *testing.T, out string) []idem.RecordInfo {

@@ -99,10 +99,10 @@ func (b *badgerBackend) Claim(_ context.Context, key []byte, req ClaimRequest) (
 				s.mu.Unlock()
 				return res, nil
 			}
-			return b.take(s, key, req, res, h.onDisk)
+			return b.take(s, key, req, res, h.onDisk, now)
 		}
 		if !b.keys.mayHold(key) {
-			return b.take(s, key, req, ClaimResult{}, false) // not stored: no read
+			return b.take(s, key, req, ClaimResult{}, false, now) // not stored: no read
 		}
 		gen := s.gen
 		s.mu.Unlock()
@@ -130,14 +130,14 @@ func (b *badgerBackend) Claim(_ context.Context, key []byte, req ClaimRequest) (
 				return res, nil
 			}
 		}
-		return b.take(s, key, req, res, found)
+		return b.take(s, key, req, res, found, time.Now())
 	}
 }
 
 // take makes a new hold of key for req, replacing what res.Prev describes,
-// and persists it unless it is volatile. s.mu is held; take unlocks it.
-func (b *badgerBackend) take(s *holdStripe, key []byte, req ClaimRequest, res ClaimResult, onDisk bool) (ClaimResult, error) {
-	now := time.Now()
+// and persists it unless it is volatile. Its lease starts at now. s.mu is
+// held; take unlocks it.
+func (b *badgerBackend) take(s *holdStripe, key []byte, req ClaimRequest, res ClaimResult, onDisk bool, now time.Time) (ClaimResult, error) {
 	h := &hold{
 		owner:   b.token(),
 		value:   bytes.Clone(req.Value),

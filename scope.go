@@ -233,7 +233,8 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
 		}
-		cached, c, owner := sh.enter(k, st.now().UnixNano())
+		now := st.now()
+		cached, c, owner := sh.enter(k, now.UnixNano())
 		if cached != nil {
 			if err := sc.check(cached, fingerprint); err != nil {
 				return nil, nil, err
@@ -265,7 +266,7 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 		}
 
 		k := bytes.Clone(k) // outlives this call: in the claim, the cache, the backend
-		return sc.take(ctx, k, sh, c, fingerprint, wait)
+		return sc.take(ctx, k, sh, c, fingerprint, wait, now)
 	}
 }
 
@@ -274,8 +275,9 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 // in another process is waited for (with wait; see waiter).
 //
 // When the scope is full or the disk nearly so, take only looks: a stored
-// outcome is still replayed, but a new key gets the refusal.
-func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerprint []byte, wait bool) (*Claim, *record, error) {
+// outcome is still replayed, but a new key gets the refusal. now is when
+// the caller found the key free in this process: the claim's creation.
+func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerprint []byte, wait bool, now time.Time) (*Claim, *record, error) {
 	st := sc.store
 	refusal := sc.admit()
 	reserved := refusal == nil
@@ -286,7 +288,6 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 		sh.finish(k, c, nil, 0, false)
 		return nil, nil, err
 	}
-	now := st.now()
 	fingerprint = bytes.Clone(fingerprint)
 	req := ClaimRequest{
 		Value: encode(&record{

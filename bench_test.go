@@ -30,11 +30,8 @@ func BenchmarkCheckAndSet(b *testing.B) {
 		for _, w := range bench.Workloads {
 			for _, g := range []int{1, 8, 64} {
 				for _, kind := range slices.Concat(bench.Kinds, bench.Blind, bench.RedisKinds) {
-					if sync && !kind.Syncs() {
-						continue // nothing to sync
-					}
-					if w != bench.Unique && slices.Contains(bench.Blind, kind) {
-						continue // it would overwrite the records the workload repeats
+					if sync && !kind.Syncs() || !kind.Fits(w) {
+						continue
 					}
 					name := fmt.Sprintf("sync=%v/%s/g=%d/%s", sync, w, g, kind)
 					b.Run(name, func(sub *testing.B) {

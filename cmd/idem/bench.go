@@ -106,8 +106,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			var rows []benchRow
 			for _, k := range kinds {
-				if w != bench.Unique && slices.Contains(bench.Blind, k) {
-					continue // it would overwrite the records the workload repeats
+				if !k.Fits(w) {
+					continue
 				}
 				r, err := bench.Run(ctx, bench.Config{Kind: k, Workload: w, Goroutines: g, Duration: *duration, ValueSize: *valueSize,
 					Sync: *sync && k.Syncs(), RedisAddr: *redisAddr})

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -283,6 +284,10 @@ func Prepare(ctx context.Context, kind Kind, w Workload, env Env, valueSize int)
 	t, err = Open(kind, env)
 	return t, keys, err
 }
+
+// Fits reports whether the target measures anything in workload w: a
+// blind one would overwrite the records that dup90 and hot repeat.
+func (k Kind) Fits(w Workload) bool { return w == Unique || !slices.Contains(Blind, k) }
 
 // Syncs reports whether SyncWrites applies to the target: the embedded
 // stores on disk.

@@ -91,7 +91,7 @@ func openBadger(opts Options) (*badgerBackend, error) {
 	if copyDir != "" {
 		dir = copyDir
 	}
-	b := &badgerBackend{db: db, commits: startCommitter(db), dir: dir, inMemory: opts.InMemory, copyDir: copyDir}
+	b := &badgerBackend{db: db, commits: newCommitter(db), dir: dir, inMemory: opts.InMemory, copyDir: copyDir}
 	b.holds.init()
 	if opts.ReadOnly {
 		b.epoch, err = b.currentEpoch()

@@ -14,6 +14,12 @@ import (
 // only after its own change is committed (and synced), so a claim is
 // persisted before its function runs and a completion before Do returns.
 //
+// A writer that finds no commit running commits at once, on its own
+// goroutine: a lone writer pays no hand-off to another goroutine and back.
+// The batch that gathers during a commit is committed when it ends, by a
+// new goroutine, so that the writers of the first batch return without
+// waiting for the second.
+//
 // Merging changes of unrelated callers into one transaction is safe
 // because no two changes in a batch can touch the same key: a key's writes
 // are issued one at a time by the caller that owns it in its shard, and
@@ -21,13 +27,12 @@ import (
 // read-modify-write races between transactions, has nothing to find, and
 // is off (see badgerOptions).
 type committer struct {
-	db   *badger.DB
-	kick chan struct{} // wakes the commit loop; capacity 1
-	quit chan struct{} // closed by stop
-	done chan struct{} // closed when the loop has ended
+	db      *badger.DB
+	running sync.WaitGroup // 1 while commits run, from the writer that starts them until no batch waits
 
-	mu     sync.Mutex // guards next and closed
+	mu     sync.Mutex // guards next, busy and closed
 	next   *batch     // changes waiting for the next commit
+	busy   bool       // a commit is running, and will see to next
 	closed bool
 }
 
@@ -46,16 +51,7 @@ type batch struct {
 	err     error         // set before done is closed
 }
 
-func startCommitter(db *badger.DB) *committer {
-	c := &committer{
-		db:   db,
-		kick: make(chan struct{}, 1),
-		quit: make(chan struct{}),
-		done: make(chan struct{}),
-	}
-	go c.loop()
-	return c
-}
+func newCommitter(db *badger.DB) *committer { return &committer{db: db} }
 
 // write commits changes together with whatever else is waiting, and
 // returns when they are durable (as durable as SyncWrites makes them).
@@ -70,39 +66,34 @@ func (c *committer) write(changes ...change) error {
 	}
 	b := c.next
 	b.changes = append(b.changes, changes...)
+	lead := !c.busy
+	if lead {
+		c.busy, c.next = true, nil
+		c.running.Add(1)
+	}
 	c.mu.Unlock()
-	select {
-	case c.kick <- struct{}{}:
-	default: // the loop is already due to run
+	if lead {
+		c.run(b)
 	}
 	<-b.done
 	return b.err
 }
 
-func (c *committer) loop() {
-	defer close(c.done)
-	for {
-		select {
-		case <-c.kick:
-		case <-c.quit:
-			c.flush() // whatever arrived before stop
-			return
-		}
-		c.flush()
-	}
-}
-
-// flush commits the waiting batch, if any.
-func (c *committer) flush() {
-	c.mu.Lock()
-	b := c.next
-	c.next = nil
-	c.mu.Unlock()
-	if b == nil {
-		return
-	}
+// run commits b, then the batches that gather meanwhile, one after the
+// other, each on a new goroutine.
+func (c *committer) run(b *batch) {
 	b.err = c.commit(b.changes)
 	close(b.done)
+	c.mu.Lock()
+	next := c.next
+	c.next = nil
+	c.busy = next != nil
+	c.mu.Unlock()
+	if next == nil {
+		c.running.Done()
+		return
+	}
+	go c.run(next)
 }
 
 // commit writes changes in as few transactions as Badger's size limit
@@ -136,16 +127,11 @@ func add(txn *badger.Txn, ch change) error {
 	return txn.SetEntry(e)
 }
 
-// stop ends the commit loop after committing what is waiting; writes after
-// it fail.
+// stop waits for the commits that are running or waiting; writes after it
+// fail.
 func (c *committer) stop() {
 	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return
-	}
 	c.closed = true
 	c.mu.Unlock()
-	close(c.quit)
-	<-c.done
+	c.running.Wait()
 }

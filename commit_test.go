@@ -1,7 +1,9 @@
 package idem
 
 import (
+	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -14,7 +16,7 @@ func TestCommitterGroupsConcurrentWrites(t *testing.T) {
 	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
 	require.NoError(t, err)
 	defer db.Close()
-	c := startCommitter(db)
+	c := newCommitter(db)
 
 	const writers, each = 32, 50
 	var wg sync.WaitGroup
@@ -35,16 +37,22 @@ func TestCommitterGroupsConcurrentWrites(t *testing.T) {
 	c.stop() // idempotent
 	assert.ErrorIs(t, c.write(change{key: []byte("late")}), badger.ErrDBClosed)
 
+	assert.Equal(t, writers*each-1, count(t, db))
+}
+
+// count returns the number of keys in db.
+func count(t *testing.T, db *badger.DB) int {
+	t.Helper()
 	n := 0
 	require.NoError(t, db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.DefaultIteratorOptions)
+		it := txn.NewIterator(badger.IteratorOptions{})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			n++
 		}
 		return nil
 	}))
-	assert.Equal(t, writers*each-1, n)
+	return n
 }
 
 func TestCommitterSplitsOversizedBatches(t *testing.T) {
@@ -53,7 +61,7 @@ func TestCommitterSplitsOversizedBatches(t *testing.T) {
 		WithMemTableSize(1 << 20).WithValueThreshold(64 << 10))
 	require.NoError(t, err)
 	defer db.Close()
-	c := startCommitter(db)
+	c := newCommitter(db)
 	defer c.stop()
 	var wg sync.WaitGroup
 	value := make([]byte, 40<<10)
@@ -61,4 +69,57 @@ func TestCommitterSplitsOversizedBatches(t *testing.T) {
 		wg.Go(func() { assert.NoError(t, c.write(change{key: []byte(fmt.Sprint("k", i)), value: value})) })
 	}
 	wg.Wait()
+}
+
+// TestCommitterStopWaitsForRunningCommits stops the committer while
+// writers keep writing: every write either was committed before stop
+// returned or fails with ErrDBClosed, and none is left waiting.
+func TestCommitterStopWaitsForRunningCommits(t *testing.T) {
+	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
+	require.NoError(t, err)
+	defer db.Close()
+	c := newCommitter(db)
+
+	var mu sync.Mutex
+	var acked [][]byte
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				k := fmt.Appendf(nil, "w%d-%d", w, i)
+				err := c.write(change{key: k, value: k})
+				if errors.Is(err, badger.ErrDBClosed) {
+					return
+				}
+				if !assert.NoError(t, err) {
+					return
+				}
+				mu.Lock()
+				acked = append(acked, k)
+				mu.Unlock()
+			}
+		})
+	}
+	for {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= 2000 {
+			break
+		}
+		runtime.Gosched()
+	}
+	c.stop()
+	stored := count(t, db)
+	wg.Wait()
+	assert.Equal(t, stored, count(t, db), "nothing is committed after stop returns")
+	assert.LessOrEqual(t, len(acked), stored)
+	require.NoError(t, db.View(func(txn *badger.Txn) error {
+		for _, k := range acked {
+			if _, err := txn.Get(k); err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+		}
+		return nil
+	}))
 }

@@ -12,6 +12,12 @@ package idem
 // of the space at least and evicts only its own records beyond that, so a
 // burst of outcomes that nobody replays never pushes out the records that
 // are being replayed.
+//
+// The protected segment approximates LRU with a second chance: a hit there
+// only marks the entry (once), and eviction moves a marked entry back to
+// the front instead of dropping it. Moving an entry on every hit would
+// write to it and its two neighbours under the shard's mutex, lines that
+// the other cores replaying the same keys then have to fetch back.
 type recordCache struct {
 	limit, used          int
 	entries              map[string]*cacheEntry
@@ -29,6 +35,7 @@ type cacheEntry struct {
 	rec        *record // shared, never modified
 	until      int64   // Unix nanoseconds the entry may be replayed until
 	size       int
+	referenced bool // hit since eviction last passed it (protected only)
 	seg        *segment
 	prev, next *cacheEntry
 }
@@ -52,8 +59,13 @@ func (c *recordCache) get(key []byte) (*record, int64) {
 	if e == nil {
 		return nil, 0
 	}
-	c.unlink(e)
-	c.pushFront(e, &c.protected)
+	switch {
+	case e.seg != &c.protected:
+		c.unlink(e)
+		c.pushFront(e, &c.protected)
+	case !e.referenced:
+		e.referenced = true
+	}
 	return e.rec, e.until
 }
 
@@ -81,12 +93,22 @@ func (c *recordCache) put(key string, rec *record, until int64, replayed bool) {
 
 // victim is the entry to evict next: the oldest on probation while
 // probation holds more than its share (or all there is), else the oldest
-// protected one.
+// protected one not hit since eviction last passed it. The marked entries
+// passed by lose their mark and go back to the front; one pass clears
+// every mark, so the loop ends.
 func (c *recordCache) victim() *cacheEntry {
 	if c.probation.used > 0 && (c.probation.used >= c.limit/5 || c.protected.used == 0) {
 		return c.probation.lru.prev
 	}
-	return c.protected.lru.prev
+	for {
+		e := c.protected.lru.prev
+		if !e.referenced {
+			return e
+		}
+		e.referenced = false
+		c.unlink(e)
+		c.pushFront(e, &c.protected)
+	}
 }
 
 // remove forgets key.

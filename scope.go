@@ -239,6 +239,7 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 			if err := sc.check(cached, fingerprint); err != nil {
 				return nil, nil, err
 			}
+			sh.replays.Add(1)
 			return nil, cached, nil
 		}
 		if !owner {
@@ -262,6 +263,7 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 			if err := sc.check(c.rec, fingerprint); err != nil {
 				return nil, nil, err
 			}
+			sh.replays.Add(1)
 			return nil, c.rec, nil
 		}
 
@@ -359,6 +361,7 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 			if err := sc.check(rec, fingerprint); err != nil {
 				return nil, nil, err
 			}
+			sh.replays.Add(1)
 			return nil, rec, nil
 		}
 		// A live owner in another process runs the work.
@@ -448,7 +451,6 @@ func (sc *Scope) check(rec *record, fingerprint []byte) error {
 // outcome is what Do returns for a key whose record passed check; a value
 // is appended to dst.
 func (sc *Scope) outcome(rec *record, dst []byte) (Result, error) {
-	sc.store.stats.replays.Add(1)
 	res := Result{
 		Replayed:  true,
 		CreatedAt: timeOf(rec.created),

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/bits"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -19,10 +20,15 @@ const defaultShards = 64
 // this is what makes a read followed by a write on the backend an atomic
 // check-and-set within the process.
 type shard struct {
-	mu    sync.Mutex       // guards calls and cache
-	calls map[string]*call // by persisted key
-	cache recordCache
-	_     [40]byte // keeps neighbouring shards' mutexes off one cache line
+	mu sync.Mutex // guards calls and cache
+	// replays counts the outcomes served from stored records of the
+	// shard's keys (Stats.Replays). A counter per shard, beside the mutex
+	// its callers take anyway: one counter for the store would be written
+	// by every core on every replay.
+	replays atomic.Uint64
+	calls   map[string]*call // by persisted key
+	cache   recordCache
+	_       [40]byte // keeps neighbouring shards' mutexes off one cache line
 }
 
 // call is one owner's work on a key, which duplicates wait for.
@@ -52,6 +58,15 @@ func newShards(n int, seed uint64, cacheBytes int) shards {
 		s.list[i].cache.init(cacheBytes / n)
 	}
 	return s
+}
+
+// replays sums the shards' replay counters.
+func (s *shards) replays() uint64 {
+	var n uint64
+	for i := range s.list {
+		n += s.list[i].replays.Load()
+	}
+	return n
 }
 
 // validShardCount reports whether n is a usable Options.Shards value.

@@ -351,9 +351,9 @@ type Stats struct {
 
 // counters are the atomic cells behind Stats.
 type counters struct {
-	claims, completed, failed, released, replays, coalesced, mismatches, orphans atomic.Uint64
-	collections, reclaimed, reclaimedBytes                                       atomic.Uint64
-	inFlight                                                                     atomic.Int64
+	claims, completed, failed, released, coalesced, mismatches, orphans atomic.Uint64
+	collections, reclaimed, reclaimedBytes                              atomic.Uint64
+	inFlight                                                            atomic.Int64
 }
 
 // Stats returns a snapshot of the store's counters.
@@ -364,7 +364,7 @@ func (s *Store) Stats() Stats {
 		Completed:  c.completed.Load(),
 		Failed:     c.failed.Load(),
 		Released:   c.released.Load(),
-		Replays:    c.replays.Load(),
+		Replays:    s.shards.replays(),
 		Coalesced:  c.coalesced.Load(),
 		Mismatches: c.mismatches.Load(),
 		Orphans:    c.orphans.Load(),

@@ -192,6 +192,19 @@ func TestDamagedRecordIsAnErrorForItsKeyOnly(t *testing.T) {
 	assert.NoError(t, err)
 }
 
+// closedStoreWithOneRecord returns the directory of a closed store whose
+// scope "s" holds key "k" with the result "v".
+func closedStoreWithOneRecord(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := Open(Options{Dir: dir})
+	require.NoError(t, err)
+	_, err = scopeTest(t, st, "s", ScopeOptions{}).Do(context.Background(), "k", nil, value(new(int), "v"))
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+	return dir
+}
+
 // TestOpenDamagedDirectory damages the files Badger reads at Open; each
 // gives an error, not a crash. (A damaged table file is the exception:
 // Badger panics in a goroutine of its own while opening it, which no
@@ -199,14 +212,9 @@ func TestDamagedRecordIsAnErrorForItsKeyOnly(t *testing.T) {
 func TestOpenDamagedDirectory(t *testing.T) {
 	for _, name := range []string{"MANIFEST", "KEYREGISTRY", "000001.vlog"} {
 		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			st, err := Open(Options{Dir: dir})
-			require.NoError(t, err)
-			_, err = scopeTest(t, st, "s", ScopeOptions{}).Do(context.Background(), "k", nil, value(new(int), "v"))
-			require.NoError(t, err)
-			require.NoError(t, st.Close())
+			dir := closedStoreWithOneRecord(t)
 			require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte("not what Badger wrote"), 0o644))
-			_, err = Open(Options{Dir: dir})
+			_, err := Open(Options{Dir: dir})
 			assert.Error(t, err)
 		})
 	}
@@ -219,12 +227,7 @@ func TestOpenDamagedDirectory(t *testing.T) {
 func TestOpenAfterKillLeftAnEmptyValueLog(t *testing.T) {
 	for _, readOnly := range []bool{false, true} {
 		t.Run(fmt.Sprint("readOnly=", readOnly), func(t *testing.T) {
-			dir := t.TempDir()
-			st, err := Open(Options{Dir: dir})
-			require.NoError(t, err)
-			_, err = scopeTest(t, st, "s", ScopeOptions{}).Do(context.Background(), "k", nil, value(new(int), "v"))
-			require.NoError(t, err)
-			require.NoError(t, st.Close())
+			dir := closedStoreWithOneRecord(t)
 			logs, err := filepath.Glob(filepath.Join(dir, "*.vlog"))
 			require.NoError(t, err)
 			empty := filepath.Join(dir, fmt.Sprintf("%06d.vlog", len(logs)+1))
@@ -236,7 +239,7 @@ func TestOpenAfterKillLeftAnEmptyValueLog(t *testing.T) {
 			require.Error(t, err, "Badger alone cannot open it")
 			t.Log(err)
 
-			st, err = Open(Options{Dir: dir, ReadOnly: readOnly})
+			st, err := Open(Options{Dir: dir, ReadOnly: readOnly})
 			require.NoError(t, err)
 			defer st.Close()
 			rec, err := st.Lookup(context.Background(), "s", "", "k")

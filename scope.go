@@ -236,11 +236,7 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 		now := st.now()
 		cached, c, owner := sh.enter(k, now.UnixNano())
 		if cached != nil {
-			if err := sc.check(cached, fingerprint); err != nil {
-				return nil, nil, err
-			}
-			sh.replays.Add(1)
-			return nil, cached, nil
+			return sc.replay(sh, cached, fingerprint)
 		}
 		if !owner {
 			claimed, fp := sh.state(c)
@@ -260,11 +256,7 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 			if c.rec == nil {
 				continue // released: claim it ourselves
 			}
-			if err := sc.check(c.rec, fingerprint); err != nil {
-				return nil, nil, err
-			}
-			sh.replays.Add(1)
-			return nil, c.rec, nil
+			return sc.replay(sh, c.rec, fingerprint)
 		}
 
 		k := bytes.Clone(k) // outlives this call: in the claim, the cache, the backend
@@ -358,11 +350,7 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 				st.stats.orphans.Add(1) // kept under OrphanReport
 			}
 			sh.finish(k, c, rec, st.cacheUntil(rec), true)
-			if err := sc.check(rec, fingerprint); err != nil {
-				return nil, nil, err
-			}
-			sh.replays.Add(1)
-			return nil, rec, nil
+			return sc.replay(sh, rec, fingerprint)
 		}
 		// A live owner in another process runs the work.
 		if fingerprint != nil && !bytes.Equal(fingerprint, rec.fingerprint) {
@@ -434,6 +422,16 @@ func (sc *Scope) reserve() bool {
 		return false
 	}
 	return true
+}
+
+// replay returns rec, a record of a key in shard sh, as the caller's
+// outcome if it passes check, and counts it in Stats.Replays.
+func (sc *Scope) replay(sh *shard, rec *record, fingerprint []byte) (*Claim, *record, error) {
+	if err := sc.check(rec, fingerprint); err != nil {
+		return nil, nil, err
+	}
+	sh.replays.Add(1)
+	return nil, rec, nil
 }
 
 // check applies the fingerprint and orphan rules to a stored record.

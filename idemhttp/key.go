@@ -2,23 +2,29 @@ package idemhttp
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+
+	"github.com/idemkit/idem"
 )
 
-// MaxKeyLen is the longest key the middleware accepts, in characters.
-const MaxKeyLen = 255
+// MaxKeyLen is the longest key the middleware accepts, in characters: the
+// store's own limit.
+const MaxKeyLen = idem.MaxKeyLen
 
 var (
 	errKeyEmpty    = errors.New("empty key")
-	errKeyTooLong  = errors.New("key longer than 255 characters")
-	errKeyBadChars = errors.New("key must be printable ASCII without spaces")
+	errKeyTooLong  = fmt.Errorf("key longer than %d characters", MaxKeyLen)
+	errKeyBadChars = errors.New("key must be printable ASCII (spaces only inside quotes)")
 	errKeyBadForm  = errors.New("key must be a structured-field string or a bare token")
 )
 
-// ParseKey parses one Idempotency-Key field value: an RFC 9651 sf-string
-// ("abc", with \" and \\ escapes) or a bare token (abc), which mean the same
-// key. The key is 1 to 255 characters of printable ASCII without spaces.
-// Keys are case-sensitive and never rewritten.
+// ParseKey parses one Idempotency-Key field value: an RFC 8941 sf-string
+// ("abc", with \" and \\ escapes; any printable ASCII, spaces included)
+// or, leniently, a bare token (abc: printable ASCII without spaces,
+// quotes, commas, semicolons or backslashes), which means the same key as
+// its quoted form. Whitespace around the value is ignored. The key is 1 to
+// MaxKeyLen characters; keys are case-sensitive and never rewritten.
 func ParseKey(field string) (string, error) {
 	v := strings.Trim(field, " \t")
 	var key string
@@ -51,8 +57,11 @@ func ParseKey(field string) (string, error) {
 		key = b.String()
 	} else {
 		for i := 0; i < len(v); i++ {
-			if c := v[i]; c == '"' || c == ',' || c == ';' || c == '\\' {
+			switch c := v[i]; {
+			case c == '"' || c == ',' || c == ';' || c == '\\':
 				return "", errKeyBadForm
+			case c < 0x21 || c > 0x7e:
+				return "", errKeyBadChars
 			}
 		}
 		key = v
@@ -62,11 +71,6 @@ func ParseKey(field string) (string, error) {
 		return "", errKeyEmpty
 	case len(key) > MaxKeyLen:
 		return "", errKeyTooLong
-	}
-	for i := 0; i < len(key); i++ {
-		if key[i] < 0x21 || key[i] > 0x7e {
-			return "", errKeyBadChars
-		}
 	}
 	return key, nil
 }

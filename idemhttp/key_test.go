@@ -20,13 +20,16 @@ func TestParseKey(t *testing.T) {
 		`8e03978e-40d5-43e8`:     "8e03978e-40d5-43e8",
 		`ABC`:                    "ABC", // case kept
 		strings.Repeat("k", 255): strings.Repeat("k", 255),
+		`"a b"`:                  "a b", // an sf-string may hold spaces
+		`" a "`:                  " a ",
+		`"~!@#$%^&*()"`:          "~!@#$%^&*()",
 	} {
 		got, err := ParseKey(in)
 		require.NoError(t, err, in)
 		assert.Equal(t, want, got, in)
 	}
 	for _, in := range []string{
-		``, `""`, `"abc`, `"a"b"`, `"a";p=1`, `a, b`, `"a", "b"`, `a;b`, `"a b"`, "a\tb",
+		``, `""`, `"abc`, `"a"b"`, `"a";p=1`, `a, b`, `"a", "b"`, `a;b`, `a b`, "a\tb", "\"a\tb\"",
 		`"a\x"`, "\"\x01\"", "ü", strings.Repeat("k", 256), `"` + strings.Repeat("k", 256) + `"`,
 	} {
 		_, err := ParseKey(in)
@@ -49,9 +52,12 @@ func FuzzParseKey(f *testing.F) {
 			t.Fatalf("%q gave %q", in, key)
 		}
 		for i := 0; i < len(key); i++ {
-			if key[i] < 0x21 || key[i] > 0x7e {
+			if key[i] < 0x20 || key[i] > 0x7e {
 				t.Fatalf("%q gave %q", in, key)
 			}
+		}
+		if !strings.HasPrefix(strings.TrimLeft(in, " \t"), `"`) && strings.Contains(key, " ") {
+			t.Fatalf("bare %q gave %q, with a space", in, key)
 		}
 		quoted := `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(key) + `"`
 		again, err := ParseKey(quoted)

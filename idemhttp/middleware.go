@@ -317,9 +317,14 @@ func (m *middleware) replay(w http.ResponseWriter, r *http.Request, key string, 
 			fmt.Sprintf("the first request completed with status %d; its response was streamed, hijacked or too large to keep", stored.status), 0)
 		return
 	}
+	// Headers that outer middleware has already set for this request (a
+	// request id, CORS) are this exchange's own: the stored ones only fill
+	// in what is missing.
 	h := w.Header()
 	for name, values := range stored.header {
-		h[name] = values
+		if _, set := h[name]; !set {
+			h[name] = values
+		}
 	}
 	h.Set("Idempotent-Replayed", "true")
 	if bodyAllowed(stored.status) {

@@ -59,19 +59,23 @@ func (cl *Claim) Result() (Result, error) {
 // MaxValueSize is stored as its size only (see [ErrValueTooLarge]). value
 // is copied. If storing fails, the claim stays owned: the caller may retry
 // Complete, or Release.
+//
+// Complete, Fail and Release use ctx for its values only (a trace, say):
+// an outcome is stored even if ctx has ended, since the work it records
+// has been done.
 func (cl *Claim) Complete(ctx context.Context, value []byte) error {
 	_, err := cl.complete(ctx, value)
 	return err
 }
 
 // complete stores value and returns the record as stored.
-func (cl *Claim) complete(_ context.Context, value []byte) (*record, error) {
+func (cl *Claim) complete(ctx context.Context, value []byte) (*record, error) {
 	sc := cl.scope
 	rec := &record{state: stateCompleted, size: uint64(len(value)), value: value}
 	if len(value) > sc.opts.MaxValueSize {
 		rec.state, rec.value = stateTooLarge, nil
 	}
-	stored, err := cl.finish(rec, sc.opts.TTL)
+	stored, err := cl.finish(ctx, rec, sc.opts.TTL)
 	if err == nil {
 		sc.store.stats.completed.Add(1)
 	}
@@ -81,7 +85,7 @@ func (cl *Claim) complete(_ context.Context, value []byte) (*record, error) {
 // Fail stores failure as the key's permanent outcome for the scope's
 // FailureTTL: every retry gets a [*FailureError] with its message (cut to
 // MaxValueSize bytes). If storing fails, the claim stays owned.
-func (cl *Claim) Fail(_ context.Context, failure error) error {
+func (cl *Claim) Fail(ctx context.Context, failure error) error {
 	if failure == nil {
 		return errors.New("idem: Fail called with a nil error")
 	}
@@ -91,7 +95,7 @@ func (cl *Claim) Fail(_ context.Context, failure error) error {
 		msg = msg[:sc.opts.MaxValueSize]
 	}
 	rec := &record{state: stateFailed, size: uint64(len(msg)), value: []byte(msg)}
-	_, err := cl.finish(rec, sc.opts.FailureTTL)
+	_, err := cl.finish(ctx, rec, sc.opts.FailureTTL)
 	if err == nil {
 		sc.store.stats.failed.Add(1)
 	}
@@ -100,7 +104,10 @@ func (cl *Claim) Fail(_ context.Context, failure error) error {
 
 // finish stores rec as the claim's outcome, kept for ttl, and ends the
 // claim, sharing the stored record with the waiting duplicates.
-func (cl *Claim) finish(rec *record, ttl time.Duration) (*record, error) {
+func (cl *Claim) finish(ctx context.Context, rec *record, ttl time.Duration) (*record, error) {
+	if ctx == nil {
+		return nil, errNilContext
+	}
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	if cl.lost {
@@ -121,7 +128,7 @@ func (cl *Claim) finish(rec *record, ttl time.Duration) (*record, error) {
 	rec.fingerprint = cl.fingerprint
 	buf := encode(rec)
 	err := st.io(func(be Backend) error {
-		return be.Complete(context.Background(), cl.key, cl.owner, buf, ttl)
+		return be.Complete(context.WithoutCancel(ctx), cl.key, cl.owner, buf, ttl)
 	})
 	if errors.Is(err, ErrLeaseLost) {
 		cl.lose()
@@ -147,6 +154,9 @@ func (cl *Claim) finish(rec *record, ttl time.Duration) (*record, error) {
 // it is safe to defer. If deleting the claim fails, the key is released in
 // this process all the same, and a persisted claim becomes an orphan.
 func (cl *Claim) Release(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	if !cl.owned || cl.finished {

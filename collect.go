@@ -41,6 +41,9 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) { return s.gc(ctx, nil)
 // gc runs a collection; with a shared backend it counts the scopes named
 // in only, or all if only is nil.
 func (s *Store) gc(ctx context.Context, only []string) (GCStats, error) {
+	if ctx == nil {
+		return GCStats{}, errNilContext
+	}
 	if s.shut.Load() {
 		return GCStats{}, ErrClosed
 	}

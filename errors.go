@@ -80,6 +80,10 @@ var (
 	ErrCorrupt = errors.New("idem: corrupt record")
 )
 
+// errNilContext is returned by every call that takes a context when it is
+// given a nil one (the standard library's net/http does the same).
+var errNilContext = errors.New("idem: nil Context")
+
 // Permanent marks err as a permanent failure: [Scope.Do] stores it and every
 // retry of the key gets a [*FailureError] with the same message, for the
 // scope's [ScopeOptions.FailureTTL], instead of running again. Any error

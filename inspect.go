@@ -91,6 +91,9 @@ type RecordFilter struct {
 // It stops at fn's first error and returns it. Damaged records are
 // reported with State "corrupt".
 func (s *Store) Records(ctx context.Context, f RecordFilter, fn func(RecordInfo) error) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	if f.Tenant != "" && f.Scope == "" {
 		return invalid(ErrInvalidScope, "a tenant filter needs a scope")
 	}
@@ -141,6 +144,9 @@ var ErrNotFound = errors.New("idem: no record")
 // Lookup returns the record of key in scope (and tenant, if not empty),
 // expired or not, with its value.
 func (s *Store) Lookup(ctx context.Context, scope, tenant, key string) (RecordInfo, error) {
+	if ctx == nil {
+		return RecordInfo{}, errNilContext
+	}
 	k, err := persistedKey(scope, tenant, key)
 	if err != nil {
 		return RecordInfo{}, err
@@ -168,6 +174,9 @@ func (s *Store) Lookup(ctx context.Context, scope, tenant, key string) (RecordIn
 // neither for nor with a call in progress: a key owned by a running call
 // returns ErrInProgress, here or, with a shared backend, in another process.
 func (s *Store) Delete(ctx context.Context, scope, tenant, key string) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	k, err := persistedKey(scope, tenant, key)
 	if err != nil {
 		return err

@@ -211,6 +211,9 @@ func (sc *Scope) Claim(ctx context.Context, key string, fingerprint []byte) (*Cl
 // fingerprint and orphan checks. With wait, it waits while another caller
 // owns the key; without, it returns ErrInProgress.
 func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wait bool) (*Claim, *record, error) {
+	if ctx == nil {
+		return nil, nil, errNilContext
+	}
 	if sc.err != nil {
 		return nil, nil, sc.err
 	}

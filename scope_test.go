@@ -476,6 +476,28 @@ func TestInvalidInput(t *testing.T) {
 		_, err := sc.Do(ctx, "k", nil, nil)
 		assert.Error(t, err)
 	})
+	t.Run("nil context", func(t *testing.T) {
+		var nilCtx context.Context // a mistake the compiler lets through
+		runs := 0
+		_, err := sc.Do(nilCtx, "nil-ctx", nil, value(&runs, "v"))
+		assert.ErrorIs(t, err, errNilContext)
+		assert.Zero(t, runs)
+		_, err = sc.Claim(nilCtx, "nil-ctx", nil)
+		assert.ErrorIs(t, err, errNilContext)
+		_, err = st.GC(nilCtx)
+		assert.ErrorIs(t, err, errNilContext)
+		assert.ErrorIs(t, st.Records(nilCtx, RecordFilter{}, func(RecordInfo) error { return nil }), errNilContext)
+		_, err = st.Lookup(nilCtx, "s", "", "k")
+		assert.ErrorIs(t, err, errNilContext)
+		assert.ErrorIs(t, st.Delete(nilCtx, "s", "", "k"), errNilContext)
+
+		cl, err := sc.Claim(ctx, "nil-ctx", nil)
+		require.NoError(t, err)
+		assert.ErrorIs(t, cl.Complete(nilCtx, []byte("v")), errNilContext)
+		assert.ErrorIs(t, cl.Fail(nilCtx, errors.New("no")), errNilContext)
+		assert.ErrorIs(t, cl.Release(nilCtx), errNilContext)
+		require.NoError(t, cl.Complete(ctx, []byte("v")), "the claim is still owned")
+	})
 	for _, name := range []string{"", "Payments", "a b", "a/b", "ü", strings.Repeat("s", MaxScopeLen+1)} {
 		t.Run("scope name "+name, func(t *testing.T) {
 			_, err := st.Scope(name, ScopeOptions{})

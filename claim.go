@@ -124,7 +124,7 @@ func (cl *Claim) finish(ctx context.Context, rec *record, ttl time.Duration) (*r
 	now := st.now()
 	rec.epoch = st.epoch
 	rec.created = now.UnixNano()
-	rec.expires = rec.created + ttl.Nanoseconds()
+	rec.expires = deadline(now, ttl)
 	rec.fingerprint = cl.fingerprint
 	buf := encode(rec)
 	err := st.io(func(be Backend) error {

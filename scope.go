@@ -39,7 +39,7 @@ func (p OrphanPolicy) String() string {
 // results for 24 hours and reruns orphans.
 type ScopeOptions struct {
 	// TTL is how long a completed result is kept and replayed. Zero means
-	// 24 hours.
+	// 24 hours; at most MaxTTL (100 years, for "forever").
 	TTL time.Duration
 	// FailureTTL is how long a permanent failure (see Permanent) is kept.
 	// Zero means TTL.
@@ -68,6 +68,8 @@ func (o ScopeOptions) withDefaults() (ScopeOptions, error) {
 	switch {
 	case o.TTL < 0 || o.FailureTTL < 0 || o.OrphanTTL < 0:
 		return o, invalid(ErrInvalidScope, "negative retention")
+	case o.TTL > MaxTTL || o.FailureTTL > MaxTTL || o.OrphanTTL > MaxTTL:
+		return o, invalid(ErrInvalidScope, "retention over MaxTTL (%v): TTL %v, FailureTTL %v, OrphanTTL %v", MaxTTL, o.TTL, o.FailureTTL, o.OrphanTTL)
 	case o.Orphans > OrphanReport:
 		return o, invalid(ErrInvalidScope, "unknown orphan policy %d", o.Orphans)
 	case o.MaxKeys < 0 || o.MaxBytes < 0:

@@ -158,6 +158,8 @@ func Open(opts Options) (*Store, error) {
 	switch {
 	case opts.Lease < 0 || opts.LeaseRenewal < 0:
 		return nil, invalid(ErrInvalidOptions, "negative Lease or LeaseRenewal")
+	case opts.Lease > MaxTTL:
+		return nil, invalid(ErrInvalidOptions, "Lease %v is over MaxTTL (%v)", opts.Lease, MaxTTL)
 	case opts.LeaseRenewal >= opts.Lease:
 		return nil, invalid(ErrInvalidOptions, "LeaseRenewal %v must be shorter than Lease %v", opts.LeaseRenewal, opts.Lease)
 	case opts.CacheMaxAge < 0:

@@ -408,3 +408,30 @@ func TestAdminHandlerOnRedis(t *testing.T) {
 	_, err = stores[0].Lookup(ctx, "orders", "acct", "k")
 	assert.ErrorIs(t, err, idem.ErrNotFound, "deleted in the shared store")
 }
+
+// TestMaxTTLOnRedis stores outcomes with the longest retention: each
+// instance must replay them, and the Redis key must carry a TTL in the
+// future (a wrapped deadline would be in the past, and Redis would drop
+// the record at once).
+func TestMaxTTLOnRedis(t *testing.T) {
+	ctx := context.Background()
+	stores, _ := instances(t, 2, idem.Options{})
+	o := idem.ScopeOptions{TTL: idem.MaxTTL, OrphanTTL: idem.MaxTTL, Orphans: idem.OrphanReport}
+	a, b := scope(t, stores[0], o), scope(t, stores[1], o)
+	var runs atomic.Int64
+	_, err := a.Do(ctx, "forever", nil, value(&runs, "v"))
+	require.NoError(t, err)
+	res, err := b.Do(ctx, "forever", nil, value(&runs, "again"))
+	require.NoError(t, err)
+	assert.True(t, res.Replayed)
+	assert.Equal(t, "v", string(res.Value))
+	assert.WithinDuration(t, time.Now().Add(idem.MaxTTL), res.ExpiresAt, time.Minute)
+	assert.Equal(t, int64(1), runs.Load())
+
+	claim, err := a.Claim(ctx, "held", nil)
+	require.NoError(t, err)
+	require.True(t, claim.Owned())
+	_, err = b.Claim(ctx, "held", nil)
+	assert.ErrorIs(t, err, idem.ErrInProgress, "a claim kept for MaxTTL holds the key")
+	require.NoError(t, claim.Complete(ctx, []byte("done")))
+}

@@ -339,7 +339,8 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 		if err := decodeRecord(res.Prev.Value, rec); err != nil {
 			return fail(fmt.Errorf("scope %q: %w", sc.name, err))
 		}
-		if rec.expired(st.now()) {
+		held := res.Prev.Owner != 0 && !res.Prev.Lapsed
+		if rec.expired(st.now()) && !held {
 			if !reserved {
 				return fail(refusal)
 			}
@@ -350,14 +351,15 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 			sc.usage.keys.Add(-1) // the key is stored already
 			reserved = false
 		}
-		if res.Prev.Owner == 0 || res.Prev.Lapsed {
+		if !held {
 			if res.Prev.Owner != 0 {
 				st.stats.orphans.Add(1) // kept under OrphanReport
 			}
 			sh.finish(k, c, rec, st.cacheUntil(rec), true)
 			return sc.replay(sh, rec, fingerprint)
 		}
-		// A live owner in another process runs the work.
+		// A live owner in another process runs the work, however old its
+		// record looks: wait for it, paced.
 		if fingerprint != nil && !bytes.Equal(fingerprint, rec.fingerprint) {
 			st.stats.mismatches.Add(1)
 			return fail(ErrFingerprintMismatch)

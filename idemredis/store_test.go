@@ -44,11 +44,23 @@ func instances(t testing.TB, n int, opts idem.Options) ([]*idem.Store, []*pausab
 
 // pausable is a backend whose lease renewals can be held back, as they
 // are while its process is stopped, and whose watching can be turned off.
+// It counts the claims and reads sent through it.
 type pausable struct {
 	idem.Backend
 	mu      sync.Mutex
 	paused  chan struct{} // nil: running
 	noWatch bool          // Watch fails: the store polls
+	looks   atomic.Int64  // Claim and Get calls
+}
+
+func (p *pausable) Claim(ctx context.Context, key []byte, req idem.ClaimRequest) (idem.ClaimResult, error) {
+	p.looks.Add(1)
+	return p.Backend.Claim(ctx, key, req)
+}
+
+func (p *pausable) Get(ctx context.Context, key []byte) (idem.Entry, bool, error) {
+	p.looks.Add(1)
+	return p.Backend.Get(ctx, key)
 }
 
 var errNoWatch = errors.New("watching turned off")
@@ -185,6 +197,43 @@ func testDuplicateWaits(t *testing.T, watch bool) {
 	}
 	assert.Equal(t, int64(1), runs.Load(), "the function ran once, on one instance")
 	assert.NotZero(t, stores[1].Stats().Coalesced)
+}
+
+// TestWaitingOnAnExpiredLookingRecordIsPaced has a duplicate wait on a
+// record that its own clock finds expired (its OrphanTTL is shorter than
+// the run) while the owner still holds it: it must wait for the owner at
+// the usual pace, not ask the server again and again.
+func TestWaitingOnAnExpiredLookingRecordIsPaced(t *testing.T) {
+	for _, watch := range []bool{true, false} {
+		t.Run(fmt.Sprint("watch=", watch), func(t *testing.T) {
+			ctx := context.Background()
+			stores, backends := instances(t, 2, idem.Options{})
+			backends[1].noWatch = !watch
+			o := idem.ScopeOptions{OrphanTTL: 20 * time.Millisecond, Orphans: idem.OrphanReport}
+			a, b := scope(t, stores[0], o), scope(t, stores[1], o)
+			started := make(chan struct{})
+			var runs atomic.Int64
+			go func() {
+				_, _ = a.Do(ctx, "slow", nil, func(context.Context) ([]byte, error) {
+					runs.Add(1)
+					close(started)
+					time.Sleep(500 * time.Millisecond)
+					return []byte("result"), nil
+				})
+			}()
+			<-started
+			time.Sleep(40 * time.Millisecond) // the in-progress record is past its OrphanTTL now
+			before := backends[1].looks.Load()
+			res, err := b.Do(ctx, "slow", nil, value(&runs, "x"))
+			looks := backends[1].looks.Load() - before
+			require.NoError(t, err)
+			assert.True(t, res.Replayed)
+			assert.Equal(t, "result", string(res.Value))
+			assert.Equal(t, int64(1), runs.Load())
+			t.Logf("%d claims and reads while waiting about 460 ms", looks)
+			assert.Less(t, looks, int64(100), "waiting is paced")
+		})
+	}
 }
 
 func TestPausedOwnerLosesItsKey(t *testing.T) {

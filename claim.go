@@ -29,6 +29,7 @@ type Claim struct {
 
 	mu       sync.Mutex // guards the fields below
 	finished bool
+	running  bool                    // Run has called the work
 	lost     bool                    // finished because the backend gave the key to another owner
 	renewal  *time.Timer             // renews the lease (shared backends only)
 	cancel   context.CancelCauseFunc // cancels Do's function when the lease is lost
@@ -273,16 +274,51 @@ func (cl *Claim) renew() {
 	cl.renewal.Reset(st.renewal)
 }
 
-// run executes fn for an owned claim and records its outcome (Do).
-func (cl *Claim) run(ctx context.Context, fn func(context.Context) ([]byte, error)) (Result, error) {
+// Run runs fn for an owned claim and records its outcome, exactly as
+// [Scope.Do] does; it is the one way Do, package idemhttp and other
+// adapters run the work of a claim:
+//
+//   - fn's value is stored with [Claim.Complete] and returned.
+//   - An error marked with [Permanent] is stored with [Claim.Fail] and
+//     returned.
+//   - Any other error releases the key ([Claim.Release]), so that a retry
+//     runs again; so does a panic, which Run then re-raises.
+//   - If the outcome cannot be stored (the disk is full, the backend
+//     fails, the claim was lost), the claim is abandoned: the key is not
+//     released, because the work has run. Under [OrphanReport] it answers
+//     [ErrOutcomeUnknown] from then on; under [OrphanRerun] a retry runs
+//     again. Run returns fn's value with the storage error.
+//
+// fn receives a context derived from ctx that is also cancelled, with
+// cause [ErrLeaseLost], if a shared backend gives the key to another
+// owner while fn runs. The outcome is stored even if ctx has ended.
+//
+// On a claim the caller does not own, Run does not call fn and returns
+// [Claim.Result]. On an owned claim that has already ended, or that Run
+// was already called for, it returns [ErrClaimFinished] without calling
+// fn.
+func (cl *Claim) Run(ctx context.Context, fn func(context.Context) ([]byte, error)) (Result, error) {
+	switch {
+	case !cl.owned:
+		return cl.Result()
+	case ctx == nil:
+		return Result{}, errNilContext
+	case fn == nil:
+		return Result{}, errors.New("idem: Run called with a nil function")
+	}
+	cl.mu.Lock()
+	if cl.finished || cl.running {
+		cl.mu.Unlock()
+		return Result{}, ErrClaimFinished
+	}
+	cl.running = true
 	if cl.scope.store.renewal != 0 {
 		var cancel context.CancelCauseFunc
 		ctx, cancel = context.WithCancelCause(ctx)
 		defer cancel(nil)
-		cl.mu.Lock()
 		cl.cancel = cancel
-		cl.mu.Unlock()
 	}
+	cl.mu.Unlock()
 	returned := false
 	defer func() {
 		if !returned { // fn panicked: give the key back, then let the panic go on

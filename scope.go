@@ -182,7 +182,7 @@ func (sc *Scope) DoAppend(ctx context.Context, dst []byte, key string, fingerpri
 	if rec != nil {
 		return sc.outcome(rec, dst)
 	}
-	return cl.run(ctx, fn)
+	return cl.Run(ctx, fn)
 }
 
 // Claim is the atomic check-and-set under [Scope.Do], for callers that

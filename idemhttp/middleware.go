@@ -218,7 +218,10 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.replay(w, r, key, res, err)
 		return
 	}
-	m.run(w, r, key, claim)
+	_, err = claim.Run(r.Context(), func(context.Context) ([]byte, error) {
+		return m.capture(w, r) // the handler keeps the request's own context
+	})
+	m.logRunError(r, key, err)
 }
 
 // readBody reads the request body, up to the cap, and puts it back for the
@@ -240,32 +243,16 @@ func (m *middleware) readBody(r *http.Request) ([]byte, int, string) {
 	return body, 0, ""
 }
 
-// run serves an owned claim: the handler runs, and its response is
-// stored or the key released.
-func (m *middleware) run(w http.ResponseWriter, r *http.Request, key string, claim *idem.Claim) {
-	ctx := context.WithoutCancel(r.Context()) // a client gone mid-request must not lose the outcome
-	returned := false
-	defer func() {
-		if !returned { // the handler panicked: give the key back, let the panic go on
-			_ = claim.Release(ctx)
-		}
-	}()
-	value, err := m.capture(w, r)
-	returned = true
-	if errors.Is(err, errRelease) {
-		if err := claim.Release(ctx); err != nil {
-			m.logStoreError(r, key, "release", err)
-		}
-		return
-	}
-	if err := claim.Complete(ctx, value); err != nil {
+// logRunError logs what went wrong when the outcome of a handler that
+// ran was recorded (Claim.Run): the response was sent all the same.
+func (m *middleware) logRunError(r *http.Request, key string, err error) {
+	if err != nil && err != errRelease {
 		m.logStoreError(r, key, "store response", err)
-		_ = claim.Release(ctx)
 	}
 }
 
 // capture runs the handler and returns the response to store, or
-// errRelease. A panic goes through; the caller releases the key.
+// errRelease. A panic goes through; Claim.Run releases the key.
 func (m *middleware) capture(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	cw := &captureWriter{w: w, limit: m.scope.Options().MaxValueSize}
 	m.next.ServeHTTP(cw, r)
@@ -291,9 +278,7 @@ func (m *middleware) serveWaiting(w http.ResponseWriter, r *http.Request, scope 
 		return m.capture(w, r) // the handler keeps the request's own context
 	})
 	if ran { // this request ran the handler, whose response was sent
-		if err != nil && !errors.Is(err, errRelease) {
-			m.logStoreError(r, key, "store response", err)
-		}
+		m.logRunError(r, key, err)
 		return
 	}
 	m.replay(w, r, key, res, err)

@@ -525,3 +525,53 @@ func TestNoContentReplaysWithoutBody(t *testing.T) {
 	}
 	assert.Equal(t, int32(1), f.runs.Load())
 }
+
+// failingCompletions is a backend whose next completions fail, as a full
+// disk or a broken connection would make them.
+type failingCompletions struct {
+	idem.Backend
+	fail atomic.Int32
+}
+
+func (f *failingCompletions) Complete(ctx context.Context, key []byte, owner uint64, value []byte, ttl time.Duration) error {
+	if f.fail.Add(-1) >= 0 {
+		return errors.New("injected: completion failed")
+	}
+	return f.Backend.Complete(ctx, key, owner, value, ttl)
+}
+
+// TestFailedCompletionNeverRunsTheHandlerAgain checks, in both modes of
+// the middleware, that a response whose storing failed is not followed by
+// a second execution under OrphanReport: the client got the first 201,
+// so a retry must hear that the outcome is unknown.
+func TestFailedCompletionNeverRunsTheHandlerAgain(t *testing.T) {
+	for _, wait := range []time.Duration{0, time.Second} {
+		t.Run(fmt.Sprint("wait=", wait), func(t *testing.T) {
+			be, err := idem.OpenBadger(idem.Options{InMemory: true})
+			require.NoError(t, err)
+			fb := &failingCompletions{Backend: be}
+			st, err := idem.Open(idem.Options{Backend: fb, GCInterval: -1})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = st.Close() })
+			sc, err := st.Scope("http", idem.ScopeOptions{Orphans: idem.OrphanReport})
+			require.NoError(t, err)
+			mw, err := New(sc, Options{Global: true, Wait: wait})
+			require.NoError(t, err)
+			var runs atomic.Int32
+			h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				runs.Add(1)
+				w.WriteHeader(http.StatusCreated)
+			}))
+			fb.fail.Store(1)
+			first := httptest.NewRecorder()
+			h.ServeHTTP(first, request("POST", `{}`, "k", ""))
+			require.Equal(t, http.StatusCreated, first.Code, "the client gets the response it was sent")
+
+			again := httptest.NewRecorder()
+			h.ServeHTTP(again, request("POST", `{}`, "k", ""))
+			assert.Equal(t, http.StatusConflict, again.Code)
+			assert.Equal(t, ProblemOutcomeUnknown, problemType(t, again))
+			assert.Equal(t, int32(1), runs.Load(), "the handler ran once")
+		})
+	}
+}

@@ -56,7 +56,8 @@ type Backend interface {
 type ClaimRequest struct {
 	// Value is the in-progress entry's content.
 	Value []byte
-	// Lease is how long the claim holds the key without being renewed.
+	// Lease is how long the claim holds the key without being renewed
+	// (not used by an Exclusive backend).
 	Lease time.Duration
 	// TTL is how long the entry is kept if it is never completed or
 	// released; at least Lease.
@@ -118,6 +119,22 @@ type Watcher interface {
 	// early, and the store then looks again), and a function that stops
 	// watching. A failure to watch is not fatal: the store polls instead.
 	Watch(ctx context.Context, key []byte) (changed <-chan struct{}, stop func(), err error)
+}
+
+// Exclusive is implemented by a backend that only one process uses at a
+// time, such as the default Badger backend, whose directory lock keeps
+// every other process out. Its claims belong to that process rather than
+// to a lease: a claim stays held however long its work runs, until its
+// owner completes or releases it or gives it up with a Renew of lease 0;
+// ClaimRequest.Lease is not used, and no clock lapses or expires a held
+// claim. When the process ends, its claims end with it: a persisted claim
+// is lapsed from the next open of the storage on, which Epoch counts.
+//
+// The store renews no lease on such a backend, and caches its records
+// without CacheMaxAge, since no other process changes them.
+type Exclusive interface {
+	// Epoch numbers the opens of the backend's storage, counting from 1.
+	Epoch() uint64
 }
 
 // ErrLeaseLost is returned by [Claim.Complete], [Claim.Fail] and

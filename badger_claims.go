@@ -12,9 +12,12 @@ import (
 
 // The Badger backend decides ownership in memory: the directory lock makes
 // this process the only one using the store, so the claims held right now
-// are all in its holds table. A persisted in-progress entry that no hold
-// owns was left by an earlier epoch (a process that died) or abandoned by
-// this one: it is lapsed.
+// are all in its holds table. A claim belongs to the process, not to a
+// lease: its hold stays until its owner completes or releases it, or gives
+// it up (Renew with a lease of 0), however long the work runs, and no
+// clock can end it (see Exclusive). A persisted in-progress entry that no
+// hold owns was left by an earlier epoch (a process that died) or given
+// up by this one: it is lapsed.
 //
 // On disk a finished entry is its value as it is, and an in-progress one
 // carries metaClaim in Badger's user metadata and uvarint(owner) before
@@ -42,28 +45,12 @@ type holdStripe struct {
 // hold is one claim held in this process.
 type hold struct {
 	owner     uint64
-	value     []byte    // the in-progress entry's content
-	until     time.Time // end of the lease
-	expires   time.Time // end of the claim's TTL: gone then, as on disk
-	onDisk    bool      // something is stored under the key: the claim, or what it replaced
-	finishing bool      // Complete or Release is writing: never lapsed
+	value     []byte // the in-progress entry's content
+	onDisk    bool   // something is stored under the key: the claim, or what it replaced
+	finishing bool   // Complete or Release is writing
 }
 
-func (h *hold) lapsed(now time.Time) bool { return !h.finishing && !now.Before(h.until) }
-
-// live returns key's hold, dropping it if its TTL has passed. s.mu is held.
-func (s *holdStripe) live(key []byte, now time.Time) *hold {
-	h := s.held[string(key)]
-	if h != nil && !h.finishing && !now.Before(h.expires) {
-		s.end(key, h)
-		return nil
-	}
-	return h
-}
-
-func (h *hold) entry(now time.Time) Entry {
-	return Entry{Value: bytes.Clone(h.value), Owner: h.owner, Lapsed: h.lapsed(now)}
-}
+func (h *hold) entry() Entry { return Entry{Value: bytes.Clone(h.value), Owner: h.owner} }
 
 func (hs *holds) init() {
 	for i := range hs.stripes {
@@ -87,22 +74,18 @@ func (s *holdStripe) end(key []byte, h *hold) {
 // across restarts.
 func (b *badgerBackend) token() uint64 { return b.epoch<<40 | b.seq.Add(1)&(1<<40-1) }
 
-// Claim implements [Backend].
+// Claim implements [Backend]. A held key is never replaced: its hold does
+// not lapse.
 func (b *badgerBackend) Claim(_ context.Context, key []byte, req ClaimRequest) (ClaimResult, error) {
 	s := b.holds.stripe(key)
 	for {
 		s.mu.Lock()
-		now := time.Now()
-		if h := s.live(key, now); h != nil {
-			res := ClaimResult{Found: true, Prev: h.entry(now)}
-			if !req.Replaces(res.Prev) {
-				s.mu.Unlock()
-				return res, nil
-			}
-			return b.take(s, key, req, res, h.onDisk, now)
+		if h := s.held[string(key)]; h != nil {
+			s.mu.Unlock()
+			return ClaimResult{Found: true, Prev: h.entry()}, nil
 		}
 		if !b.keys.mayHold(key) {
-			return b.take(s, key, req, ClaimResult{}, false, now) // not stored: no read
+			return b.take(s, key, req, ClaimResult{}, false) // not stored: no read
 		}
 		gen := s.gen
 		s.mu.Unlock()
@@ -130,23 +113,20 @@ func (b *badgerBackend) Claim(_ context.Context, key []byte, req ClaimRequest) (
 				return res, nil
 			}
 		}
-		return b.take(s, key, req, res, found, time.Now())
+		return b.take(s, key, req, res, found)
 	}
 }
 
 // take makes a new hold of key for req, replacing what res.Prev describes,
-// and persists it unless it is volatile. Its lease starts at now. s.mu is
-// held; take unlocks it.
-func (b *badgerBackend) take(s *holdStripe, key []byte, req ClaimRequest, res ClaimResult, onDisk bool, now time.Time) (ClaimResult, error) {
+// and persists it unless it is volatile. s.mu is held; take unlocks it.
+func (b *badgerBackend) take(s *holdStripe, key []byte, req ClaimRequest, res ClaimResult, onDisk bool) (ClaimResult, error) {
 	h := &hold{
-		owner:   b.token(),
-		value:   bytes.Clone(req.Value),
-		until:   now.Add(req.Lease),
-		expires: now.Add(max(req.TTL, req.Lease)),
-		onDisk:  onDisk || !req.Volatile,
+		owner:  b.token(),
+		value:  bytes.Clone(req.Value),
+		onDisk: onDisk || !req.Volatile,
 	}
 	if !req.Volatile {
-		h.finishing = true // not lapsed before it is written
+		h.finishing = true // not given up before it is written
 	}
 	s.held[string(key)] = h
 	s.mu.Unlock()
@@ -166,11 +146,11 @@ func (b *badgerBackend) take(s *holdStripe, key []byte, req ClaimRequest, res Cl
 }
 
 // own returns key's hold if owner holds it, marked finishing so that it
-// cannot lapse while the caller writes.
+// cannot be given up while the caller writes.
 func (b *badgerBackend) own(s *holdStripe, key []byte, owner uint64) (*hold, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	h := s.live(key, time.Now())
+	h := s.held[string(key)]
 	if h == nil || h.owner != owner || h.finishing {
 		return nil, ErrLeaseLost
 	}
@@ -178,17 +158,20 @@ func (b *badgerBackend) own(s *holdStripe, key []byte, owner uint64) (*hold, err
 	return h, nil
 }
 
-// Renew implements [Backend].
+// Renew implements [Backend]. A hold needs no renewal; a lease of 0 gives
+// it up: the hold is dropped, and a persisted claim stays on disk as an
+// orphan, as if its process had died.
 func (b *badgerBackend) Renew(_ context.Context, key []byte, owner uint64, lease time.Duration) error {
 	s := b.holds.stripe(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
-	h := s.live(key, now)
+	h := s.held[string(key)]
 	if h == nil || h.owner != owner {
 		return ErrLeaseLost
 	}
-	h.until = now.Add(lease)
+	if lease == 0 && !h.finishing {
+		s.end(key, h)
+	}
 	return nil
 }
 
@@ -234,10 +217,9 @@ func (b *badgerBackend) Release(_ context.Context, key []byte, owner uint64) err
 func (b *badgerBackend) Get(_ context.Context, key []byte) (Entry, bool, error) {
 	s := b.holds.stripe(key)
 	s.mu.Lock()
-	now := time.Now()
-	if h := s.live(key, now); h != nil {
+	if h := s.held[string(key)]; h != nil {
 		defer s.mu.Unlock()
-		return h.entry(now), true, nil
+		return h.entry(), true, nil
 	}
 	s.mu.Unlock()
 	raw, meta, found, err := b.get(nil, key)
@@ -273,9 +255,8 @@ func (b *badgerBackend) Scan(ctx context.Context, prefix []byte, fn func(key []b
 		if e.Owner != 0 {
 			s := b.holds.stripe(key)
 			s.mu.Lock()
-			now := time.Now()
-			h := s.live(key, now)
-			e.Lapsed = h == nil || h.owner != e.Owner || h.lapsed(now)
+			h := s.held[string(key)]
+			e.Lapsed = h == nil || h.owner != e.Owner
 			s.mu.Unlock()
 		}
 		return fn(key, e)
@@ -318,4 +299,10 @@ func unframe(raw []byte, meta byte) (Entry, error) {
 	return Entry{Owner: owner, Value: raw[n:]}, nil
 }
 
-var _ Backend = (*badgerBackend)(nil)
+// Epoch implements [Exclusive].
+func (b *badgerBackend) Epoch() uint64 { return b.epoch }
+
+var (
+	_ Backend   = (*badgerBackend)(nil)
+	_ Exclusive = (*badgerBackend)(nil)
+)

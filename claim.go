@@ -184,7 +184,8 @@ func (cl *Claim) Release(ctx context.Context) error {
 // abandon ends the claim in this process after its outcome could not be
 // stored: the claim's lease is given up, so that a persisted claim lapses
 // into an orphan at once, which is the truth (the work ran, its result is
-// lost).
+// lost). Nothing of it stays in memory: an exclusive backend drops its
+// hold, and what is left is what the backend stored.
 func (cl *Claim) abandon() {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
@@ -193,7 +194,7 @@ func (cl *Claim) abandon() {
 		if cl.leavesNothing {
 			cl.scope.usage.remove(cl.size)
 		}
-		cl.scope.store.stats.released.Add(1)
+		cl.scope.store.stats.abandoned.Add(1)
 		cl.end(nil)
 	}
 }
@@ -226,7 +227,7 @@ func (cl *Claim) end(rec *record) {
 	st := cl.scope.store
 	st.stats.inFlight.Add(-1)
 	var until int64
-	if rec != nil && st.local == nil {
+	if rec != nil && !st.exclusive {
 		// With a shared backend a replay from the cache saves a round
 		// trip, and a client's retry often comes back to the instance that
 		// answered it (its connection is still open): keep the outcome.

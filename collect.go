@@ -282,7 +282,7 @@ func (s *Store) collect(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 			var only []string
-			if s.local == nil {
+			if !s.exclusive {
 				// A shared store is read whole only when asked (Store.GC):
 				// in the background, just the scopes whose caps need it.
 				if only = s.cappedScopes(); len(only) == 0 {

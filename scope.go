@@ -395,9 +395,9 @@ func (sc *Scope) claimed(k []byte, sh *shard, c *call, fingerprint []byte, req C
 	sh.claim(c, fingerprint)
 	cl := &Claim{scope: sc, key: k, shard: sh, call: c, fingerprint: fingerprint, owned: true,
 		owner: res.Owner, token: res.Token, size: size,
-		// Only a volatile claim of a new key on the default backend leaves
+		// Only a volatile claim of a new key on an exclusive backend leaves
 		// nothing stored if it is abandoned.
-		leavesNothing: st.local != nil && req.Volatile && !res.Found}
+		leavesNothing: st.exclusive && req.Volatile && !res.Found}
 	st.stats.inFlight.Add(1)
 	st.stats.claims.Add(1)
 	cl.startRenewal()

@@ -38,8 +38,9 @@ type Options struct {
 	// several processes: while the work runs the store renews it every
 	// LeaseRenewal, and once an owner that died stops renewing, its claim
 	// lapses and becomes an orphan (see [OrphanPolicy]). Zero means
-	// [DefaultLease]. The default backend needs no lease: the directory
-	// lock already proves an earlier owner dead.
+	// [DefaultLease], at most MaxTTL. The default backend uses no lease
+	// (see [Exclusive]): a claim is held as long as its work runs, and the
+	// directory lock proves an earlier owner dead.
 	Lease time.Duration
 
 	// LeaseRenewal is how often a running claim's lease is renewed. Zero
@@ -112,17 +113,18 @@ type Store struct {
 	// local is the default Badger backend, which this process alone uses:
 	// it needs no leases, and it has the collector's engine-level
 	// operations. Nil for a shared backend.
-	local    *badgerBackend
-	lease    time.Duration // claims' leases
-	renewal  time.Duration // how often they are renewed; 0: never (local)
-	cacheAge int64         // nanoseconds a cached record is trusted; 0: until it expires
-	log      *slog.Logger
-	now      func() time.Time
-	epoch    uint64
-	readOnly bool
-	disk     *diskGuard // nil: no guard
-	shards   shards
-	stats    counters
+	local     *badgerBackend
+	exclusive bool          // be is Exclusive: claims need no lease
+	lease     time.Duration // claims' leases
+	renewal   time.Duration // how often they are renewed; 0: never (local)
+	cacheAge  int64         // nanoseconds a cached record is trusted; 0: until it expires
+	log       *slog.Logger
+	now       func() time.Time
+	epoch     uint64
+	readOnly  bool
+	disk      *diskGuard // nil: no guard
+	shards    shards
+	stats     counters
 
 	// closing is held shared by every backend call and exclusively by
 	// Close, so that Close waits for running I/O and nothing starts after.
@@ -206,9 +208,12 @@ func Open(opts Options) (*Store, error) {
 		gcTurn:        make(chan struct{}, 1),
 		collectorDone: make(chan struct{}),
 	}
-	if b, ok := be.(*badgerBackend); ok {
-		s.local, s.epoch = b, b.epoch
+	if ex, ok := be.(Exclusive); ok {
+		s.exclusive, s.epoch = true, ex.Epoch()
 		s.renewal, s.cacheAge = 0, 0
+	}
+	if b, ok := be.(*badgerBackend); ok {
+		s.local = b
 		if !b.inMemory {
 			opts.Dir = b.dir
 			s.disk = newDiskGuard(opts)
@@ -217,7 +222,7 @@ func Open(opts Options) (*Store, error) {
 	// A shared store is not read whole unasked: every instance reading
 	// every record at each start would load it. Its capped scopes are
 	// counted when opened (Store.Scope).
-	if s.local != nil {
+	if s.exclusive {
 		if err := s.census(context.Background(), nil, nil); err != nil {
 			return nil, errors.Join(fmt.Errorf("idem: count records: %w", err), be.Close())
 		}
@@ -287,7 +292,7 @@ func (s *Store) Scope(name string, o ScopeOptions) (*Scope, error) {
 	if sc, ok, err := s.openScope(name, o, false); ok || err != nil {
 		return sc, err
 	}
-	if s.local == nil && (o.MaxKeys > 0 || o.MaxBytes > 0) {
+	if !s.exclusive && (o.MaxKeys > 0 || o.MaxBytes > 0) {
 		// Caps on a shared store need what the other processes stored.
 		if err := s.census(context.Background(), nil, []string{name}); err != nil {
 			return nil, fmt.Errorf("idem: count scope %q: %w", name, err)
@@ -337,6 +342,7 @@ type Stats struct {
 	Completed  uint64 // results stored
 	Failed     uint64 // permanent failures stored
 	Released   uint64 // claims given back without an outcome
+	Abandoned  uint64 // claims whose work ran but whose outcome could not be stored: orphans now
 	Replays    uint64 // outcomes served from a stored record
 	Coalesced  uint64 // duplicates that waited for a running call
 	Mismatches uint64 // calls refused with ErrFingerprintMismatch
@@ -353,9 +359,9 @@ type Stats struct {
 
 // counters are the atomic cells behind Stats.
 type counters struct {
-	claims, completed, failed, released, coalesced, mismatches, orphans atomic.Uint64
-	collections, reclaimed, reclaimedBytes                              atomic.Uint64
-	inFlight                                                            atomic.Int64
+	claims, completed, failed, released, abandoned, coalesced, mismatches, orphans atomic.Uint64
+	collections, reclaimed, reclaimedBytes                                         atomic.Uint64
+	inFlight                                                                       atomic.Int64
 }
 
 // Stats returns a snapshot of the store's counters.
@@ -366,6 +372,7 @@ func (s *Store) Stats() Stats {
 		Completed:  c.completed.Load(),
 		Failed:     c.failed.Load(),
 		Released:   c.released.Load(),
+		Abandoned:  c.abandoned.Load(),
 		Replays:    s.shards.replays(),
 		Coalesced:  c.coalesced.Load(),
 		Mismatches: c.mismatches.Load(),

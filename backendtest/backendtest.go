@@ -216,7 +216,13 @@ func testRenewAndTakeover(t *testing.T, be idem.Backend) {
 	assert.Equal(t, "result", string(e.Value))
 }
 
+// testLeaseLapses checks that a claim nobody renews lapses after its
+// lease, or, on an [idem.Exclusive] backend, that it never does.
 func testLeaseLapses(t *testing.T, be idem.Backend) {
+	if _, ok := be.(idem.Exclusive); ok {
+		testHeldClaimsLast(t, be)
+		return
+	}
 	ctx := context.Background()
 	k := key("lapses")
 	req := request("claim")
@@ -239,6 +245,36 @@ func testLeaseLapses(t *testing.T, be idem.Backend) {
 	require.NoError(t, be.Complete(ctx, k, owner, []byte("late"), time.Hour), "a lapsed owner nobody replaced may complete")
 	e, _ = get(t, be, k)
 	assert.Equal(t, idem.Entry{Value: []byte("late")}, e)
+}
+
+// testHeldClaimsLast checks that the claims of an exclusive backend stay
+// held past their lease and their TTL, however long the work runs, until
+// their owner ends them.
+func testHeldClaimsLast(t *testing.T, be idem.Backend) {
+	ctx := context.Background()
+	claims := map[string]idem.ClaimRequest{}
+	for _, volatile := range []bool{false, true} {
+		req := request("claim")
+		req.Lease, req.TTL, req.Volatile = 20*time.Millisecond, 50*time.Millisecond, volatile
+		claims[fmt.Sprint("held-volatile=", volatile)] = req
+	}
+	owners := map[string]uint64{}
+	for name, req := range claims {
+		owners[name] = own(t, be, key(name), req)
+	}
+	time.Sleep(200 * time.Millisecond) // past every lease and TTL
+	for name, req := range claims {
+		k := key(name)
+		e, found := get(t, be, k)
+		require.True(t, found, "%s: a held claim does not expire", name)
+		assert.Equal(t, idem.Entry{Value: []byte("claim"), Owner: owners[name]}, e, "%s: nor lapse", name)
+		req.Takeover, req.Stale = true, []byte("claim")
+		res := claim(t, be, k, req)
+		assert.Zero(t, res.Owner, "%s: a held claim is never taken over", name)
+		require.NoError(t, be.Complete(ctx, k, owners[name], []byte("late"), time.Hour), name)
+		e, _ = get(t, be, k)
+		assert.Equal(t, idem.Entry{Value: []byte("late")}, e, name)
+	}
 }
 
 func testStale(t *testing.T, be idem.Backend) {
@@ -280,15 +316,22 @@ func testVolatile(t *testing.T, be idem.Backend) {
 	assert.Equal(t, idem.Entry{Value: []byte("result")}, e)
 }
 
+// testExpiry checks that a finished entry, and a claim nobody renews
+// (but on an exclusive backend, see testHeldClaimsLast), are gone after
+// their TTL.
 func testExpiry(t *testing.T, be idem.Backend) {
 	ctx := context.Background()
 	done, claimed := key("expires-done"), key("expires-claim")
 	owner := own(t, be, done, request("claim"))
 	require.NoError(t, be.Complete(ctx, done, owner, []byte("result"), time.Second))
-	req := request("claim")
-	req.Lease, req.TTL = 500*time.Millisecond, time.Second
-	own(t, be, claimed, req)
-	for _, k := range [][]byte{done, claimed} {
+	expiring := [][]byte{done}
+	if _, ok := be.(idem.Exclusive); !ok {
+		req := request("claim")
+		req.Lease, req.TTL = 500*time.Millisecond, time.Second
+		own(t, be, claimed, req)
+		expiring = append(expiring, claimed)
+	}
+	for _, k := range expiring {
 		eventually(t, "an entry is gone after its TTL", func() bool {
 			_, found := get(t, be, k)
 			return !found

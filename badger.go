@@ -1,7 +1,6 @@
 package idem
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -218,44 +216,32 @@ func (b *badgerBackend) deleteAll(keys [][]byte) error {
 	return mapBadgerErr(b.commits.write(changes...))
 }
 
-func (b *badgerBackend) sweep(start []byte, limit int, fn func(key, value []byte, hidden bool) error) ([]byte, error) {
+// sweep calls fn for up to limit records from start on, in key order,
+// with their record bytes (an in-progress entry's framing taken off), and
+// returns the key to go on from (nil at the end). Badger keeps no TTL of
+// its own for them: every record stays until it is deleted, so that only
+// the store's clock decides when one has expired.
+func (b *badgerBackend) sweep(start []byte, limit int, fn func(key, value []byte) error) ([]byte, error) {
 	var next []byte
 	err := b.db.View(func(txn *badger.Txn) error {
-		// AllVersions shows the versions the engine hides, so that records
-		// it has expired can be deleted: without a deletion, a key range
-		// that sees no new writes is never compacted and its space never
-		// comes back.
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{recordPrefix}, AllVersions: true})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{recordPrefix}})
 		defer it.Close()
-		var last []byte
 		n := 0
 		for it.Seek(start); it.Valid(); it.Next() {
 			item := it.Item()
-			if bytes.Equal(item.Key(), last) {
-				continue // an older version
-			}
 			if n == limit {
 				next = item.KeyCopy(nil)
 				return nil
 			}
-			last = item.KeyCopy(last[:0])
 			n++
-			if !item.IsDeletedOrExpired() {
-				err := item.Value(func(v []byte) error {
-					if e, err := unframe(v, item.UserMeta()); err == nil {
-						v = e.Value
-					}
-					return fn(item.Key(), v, false)
-				})
-				if err != nil {
-					return err
+			err := item.Value(func(v []byte) error {
+				if e, err := unframe(v, item.UserMeta()); err == nil {
+					v = e.Value
 				}
-				continue
-			}
-			if item.ExpiresAt() != 0 && item.ExpiresAt() <= uint64(time.Now().Unix()) {
-				if err := fn(item.Key(), nil, true); err != nil {
-					return err
-				}
+				return fn(item.Key(), v)
+			})
+			if err != nil {
+				return err
 			}
 		}
 		return nil

@@ -134,7 +134,7 @@ func (b *badgerBackend) take(s *holdStripe, key []byte, req ClaimRequest, res Cl
 	if req.Volatile {
 		return res, nil
 	}
-	err := b.write(change{key: key, value: frame(h.owner, req.Value), meta: metaClaim, expiresAt: engineExpiry(req.TTL)})
+	err := b.write(change{key: key, value: frame(h.owner, req.Value), meta: metaClaim})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
@@ -182,7 +182,7 @@ func (b *badgerBackend) Complete(_ context.Context, key []byte, owner uint64, va
 	if err != nil {
 		return err
 	}
-	err = b.write(change{key: key, value: value, expiresAt: engineExpiry(ttl)})
+	err = b.write(change{key: key, value: value})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {

@@ -102,11 +102,11 @@ func (s *Store) sweep(ctx context.Context, stats *GCStats) error {
 		now := s.now()
 		var expired []expiredKey
 		err := s.io(func(Backend) (err error) {
-			next, err = s.local.sweep(next, sweepBatch, func(key, value []byte, hidden bool) error {
+			next, err = s.local.sweep(next, sweepBatch, func(key, value []byte) error {
 				stats.Scanned++
 				size := recordSize(key, len(value))
 				var rec record
-				if !hidden && (decodeRecord(value, &rec) != nil || !rec.expired(now)) {
+				if decodeRecord(value, &rec) != nil || !rec.expired(now) {
 					tally(counted, key, size)
 					return nil // live, or damaged: left for its owner to see
 				}

@@ -54,21 +54,6 @@ func TestGCDeletesExpiredAndKeepsLive(t *testing.T) {
 	assert.True(t, res.Replayed, "live records survive collection")
 }
 
-func TestGCDeletesRecordsTheEngineHides(t *testing.T) {
-	ctx := testCtx(t)
-	st := openTest(t, Options{GCInterval: -1})
-	sc := scopeTest(t, st, "s", ScopeOptions{})
-	// A record whose engine expiry has passed: Badger hides it at once but
-	// keeps its bytes until a deletion lets compaction drop them.
-	k := appendKey(nil, sc.prefix, "hidden")
-	buf := encode(&record{state: stateCompleted, expires: time.Now().Add(time.Hour).UnixNano()})
-	require.NoError(t, st.local.write(change{key: k, value: buf, expiresAt: uint64(time.Now().Unix() - 1)}))
-
-	gc, err := st.GC(ctx)
-	require.NoError(t, err)
-	assert.Equal(t, int64(1), gc.Deleted)
-}
-
 func TestGCNeverDeletesAKeyClaimedAgain(t *testing.T) {
 	ctx := testCtx(t)
 	clock := newFakeClock()

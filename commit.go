@@ -40,7 +40,6 @@ type committer struct {
 type change struct {
 	key, value []byte
 	meta       byte // Badger's user metadata
-	expiresAt  uint64
 	delete     bool
 }
 
@@ -122,9 +121,7 @@ func add(txn *badger.Txn, ch change) error {
 	if ch.delete {
 		return txn.Delete(ch.key)
 	}
-	e := badger.NewEntry(ch.key, ch.value).WithMeta(ch.meta)
-	e.ExpiresAt = ch.expiresAt
-	return txn.SetEntry(e)
+	return txn.SetEntry(badger.NewEntry(ch.key, ch.value).WithMeta(ch.meta))
 }
 
 // stop waits for the commits that are running or waiting; writes after it

@@ -24,7 +24,7 @@ func TestCommitterGroupsConcurrentWrites(t *testing.T) {
 		wg.Go(func() {
 			for i := range each {
 				k := []byte(fmt.Sprintf("w%d-%d", w, i))
-				if assert.NoError(t, c.write(change{key: k, value: k, expiresAt: 0})) {
+				if assert.NoError(t, c.write(change{key: k, value: k})) {
 					// Acknowledged means visible to a new reader.
 					assert.NoError(t, db.View(func(txn *badger.Txn) error { _, err := txn.Get(k); return err }))
 				}

@@ -32,14 +32,5 @@ func deadline(now time.Time, ttl time.Duration) int64 {
 	return ns + int64(ttl)
 }
 
-// engineExpiry is the Unix second after which Badger may hide and collect
-// an entry kept for ttl. Badger counts TTLs in whole seconds of the wall
-// clock, so the time is rounded up by a second: the engine never drops a
-// record before the store's own expiry check would. The store passes the
-// time left by its own clock (see Store.keep).
-func engineExpiry(ttl time.Duration) uint64 {
-	return uint64(time.Now().Add(max(ttl, 0)).Unix()) + 1
-}
-
 // timeOf turns a record's Unix nanoseconds into a time.Time.
 func timeOf(ns int64) time.Time { return time.Unix(0, ns) }

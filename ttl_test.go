@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -70,4 +71,59 @@ func TestDeadlineNeverWraps(t *testing.T) {
 	assert.Equal(t, int64(math.MaxInt64), deadline(late, MaxTTL), "saturates")
 	now := time.Now()
 	assert.Equal(t, now.Add(time.Hour).UnixNano(), deadline(now, time.Hour))
+}
+
+// TestEngineKeepsRecordsUntilTheStoreClockSaysSo writes records of every
+// kind with a store clock frozen an hour behind the wall clock: Badger
+// must hold no TTL of its own for them (it would count it on the wall
+// clock, and drop records before the store's deadline), and they stay
+// replayable, through collections and a reopen, until the store's clock
+// reaches their deadline.
+func TestEngineKeepsRecordsUntilTheStoreClockSaysSo(t *testing.T) {
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	clock := &fakeClock{t: time.Now().Add(-time.Hour)}
+	opts := Options{Dir: dir, Now: clock.Now, GCInterval: -1, CacheBytes: -1}
+	st := openTest(t, opts)
+	o := ScopeOptions{TTL: time.Second, FailureTTL: time.Second, OrphanTTL: time.Second, Orphans: OrphanReport}
+	sc := scopeTest(t, st, "s", o)
+	runs := 0
+	_, err := sc.Do(ctx, "done", nil, value(&runs, "v"))
+	require.NoError(t, err)
+	_, err = sc.Do(ctx, "failed", nil, func(context.Context) ([]byte, error) { return nil, Permanent(errors.New("no")) })
+	require.ErrorIs(t, err, ErrPermanent)
+	held, err := sc.Claim(ctx, "held", nil)
+	require.NoError(t, err)
+
+	require.NoError(t, st.local.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{recordPrefix}})
+		defer it.Close()
+		n := 0
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+			assert.Zero(t, it.Item().ExpiresAt(), "record %q has an engine TTL", it.Item().Key())
+		}
+		assert.Equal(t, 3, n)
+		return nil
+	}))
+	require.NoError(t, held.Complete(ctx, []byte("late")))
+	_, err = st.GC(ctx)
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+
+	st = openTest(t, opts)
+	sc = scopeTest(t, st, "s", o)
+	for _, k := range []string{"done", "failed", "held"} {
+		_, err := sc.Do(ctx, k, nil, value(&runs, "again"))
+		if k == "failed" {
+			assert.ErrorIs(t, err, ErrPermanent)
+		} else {
+			assert.NoError(t, err, k)
+		}
+	}
+	assert.Equal(t, 1, runs, "nothing ran again: the store's clock has not moved")
+	clock.Advance(time.Second)
+	_, err = sc.Do(ctx, "done", nil, value(&runs, "again"))
+	require.NoError(t, err)
+	assert.Equal(t, 2, runs, "expired at the store's deadline")
 }

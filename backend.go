@@ -30,7 +30,8 @@ type Backend interface {
 	// ErrLeaseLost if key is not held by owner.
 	Renew(ctx context.Context, key []byte, owner uint64, lease time.Duration) error
 	// Complete durably replaces owner's in-progress entry with the
-	// finished value, kept for ttl. It returns ErrLeaseLost, changing
+	// finished value, kept for ttl (until deleted, by an Exclusive
+	// backend). It returns ErrLeaseLost, changing
 	// nothing, if key is not held by owner. An owner whose lease lapsed
 	// may still complete as long as nobody has taken the key over.
 	Complete(ctx context.Context, key []byte, owner uint64, value []byte, ttl time.Duration) error
@@ -38,7 +39,7 @@ type Backend interface {
 	// ErrLeaseLost if key is not held by owner.
 	Release(ctx context.Context, key []byte, owner uint64) error
 	// Get returns the entry under key; found is false if there is none or
-	// it has expired.
+	// it has expired (never, on an Exclusive backend: see there).
 	Get(ctx context.Context, key []byte) (e Entry, found bool, err error)
 	// Delete durably removes the entry under key, whatever it holds. An
 	// owner of a deleted in-progress entry loses it (ErrLeaseLost).
@@ -60,7 +61,7 @@ type ClaimRequest struct {
 	// (not used by an Exclusive backend).
 	Lease time.Duration
 	// TTL is how long the entry is kept if it is never completed or
-	// released; at least Lease.
+	// released; at least Lease (not used by an Exclusive backend).
 	TTL time.Duration
 	// Takeover allows replacing an in-progress entry whose lease has
 	// lapsed: its owner is presumed dead.
@@ -129,6 +130,11 @@ type Watcher interface {
 // ClaimRequest.Lease is not used, and no clock lapses or expires a held
 // claim. When the process ends, its claims end with it: a persisted claim
 // is lapsed from the next open of the storage on, which Epoch counts.
+//
+// Nor does it expire entries by a clock of its own: it keeps every entry
+// until it is deleted or replaced, and the store, which dates each record
+// by its own clock (Options.Now), decides when one has expired and deletes
+// it in its collections. TTLs passed to it are not used.
 //
 // The store renews no lease on such a backend, and caches its records
 // without CacheMaxAge, since no other process changes them.

@@ -143,6 +143,18 @@ type Exclusive interface {
 	Epoch() uint64
 }
 
+// Clock is implemented by a backend shared by several processes that
+// expires entries by a clock of its own, such as a server's. The store
+// then dates its records by that clock rather than by its process's
+// (unless Options.Now is set), so that the processes' clock skew neither
+// shortens nor lengthens a record's life.
+type Clock interface {
+	// Now returns the backend's time, reading it (with ctx) if needed. It
+	// may be an estimate between readings; its error bound is the
+	// implementation's to document.
+	Now(ctx context.Context) (time.Time, error)
+}
+
 // ErrLeaseLost is returned by [Claim.Complete], [Claim.Fail] and
 // [Claim.Release] (and by a [Backend]) when the caller no longer owns its
 // key: its lease lapsed and another caller took the key over, or the record

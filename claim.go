@@ -122,13 +122,16 @@ func (cl *Claim) finish(ctx context.Context, rec *record, ttl time.Duration) (*r
 	if err := st.disk.allow(false); err != nil {
 		return nil, err
 	}
-	now := st.now()
+	now, err := st.time(ctx)
+	if err != nil {
+		return nil, err
+	}
 	rec.epoch = st.epoch
 	rec.created = now.UnixNano()
 	rec.expires = deadline(now, ttl)
 	rec.fingerprint = cl.fingerprint
 	buf := encode(rec)
-	err := st.io(func(be Backend) error {
+	err = st.io(func(be Backend) error {
 		return be.Complete(context.WithoutCancel(ctx), cl.key, cl.owner, buf, ttl)
 	})
 	if errors.Is(err, ErrLeaseLost) {
@@ -230,8 +233,9 @@ func (cl *Claim) end(rec *record) {
 	if rec != nil && !st.exclusive {
 		// With a shared backend a replay from the cache saves a round
 		// trip, and a client's retry often comes back to the instance that
-		// answered it (its connection is still open): keep the outcome.
-		until = st.cacheUntil(rec)
+		// answered it (its connection is still open): keep the outcome,
+		// which was stored just now.
+		until = st.cacheUntil(rec, rec.created)
 	}
 	cl.shard.finish(cl.key, cl.call, rec, until, false)
 }

@@ -99,9 +99,12 @@ func (s *Store) sweep(ctx context.Context, stats *GCStats) error {
 			return err
 		}
 		began := time.Now()
-		now := s.now()
+		now, err := s.time(ctx)
+		if err != nil {
+			return err
+		}
 		var expired []expiredKey
-		err := s.io(func(Backend) (err error) {
+		err = s.io(func(Backend) (err error) {
 			next, err = s.local.sweep(next, sweepBatch, func(key, value []byte) error {
 				stats.Scanned++
 				size := recordSize(key, len(value))

@@ -104,14 +104,18 @@ func (s *Store) Records(ctx context.Context, f RecordFilter, fn func(RecordInfo)
 			prefix = prefix[:len(prefix)-1] // every tenant of the scope
 		}
 	}
+	now, err := s.time(ctx)
+	if err != nil {
+		return err
+	}
 	n := 0
 	errStop := errors.New("stop")
-	err := s.io(func(be Backend) error {
+	err = s.io(func(be Backend) error {
 		return be.Scan(ctx, prefix, func(k []byte, e Entry) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			info, ok := s.describe(k, e, f.Values)
+			info, ok := s.describe(k, e, now, f.Values)
 			if !ok || !f.match(info) {
 				return nil
 			}
@@ -165,7 +169,11 @@ func (s *Store) Lookup(ctx context.Context, scope, tenant, key string) (RecordIn
 	if !found {
 		return RecordInfo{}, ErrNotFound
 	}
-	info, _ := s.describe(k, e, true)
+	now, err := s.time(ctx)
+	if err != nil {
+		return RecordInfo{}, err
+	}
+	info, _ := s.describe(k, e, now, true)
 	return info, nil
 }
 
@@ -232,7 +240,7 @@ func persistedKey(scope, tenant, key string) ([]byte, error) {
 
 // describe turns a stored record into a RecordInfo. ok is false for a key
 // that is not a record key.
-func (s *Store) describe(k []byte, e Entry, withValue bool) (RecordInfo, bool) {
+func (s *Store) describe(k []byte, e Entry, now time.Time, withValue bool) (RecordInfo, bool) {
 	scope, tenant, key, ok := splitKey(k)
 	if !ok {
 		return RecordInfo{}, false
@@ -249,7 +257,7 @@ func (s *Store) describe(k []byte, e Entry, withValue bool) (RecordInfo, bool) {
 	}
 	info.Epoch = rec.epoch
 	info.CreatedAt, info.ExpiresAt = timeOf(rec.created), timeOf(rec.expires)
-	info.Expired = rec.expired(s.now())
+	info.Expired = rec.expired(now)
 	info.ValueBytes = int64(rec.size)
 	info.Fingerprint = bytesClone(rec.fingerprint)
 	if withValue {

@@ -238,7 +238,10 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
 		}
-		now := st.now()
+		now, err := st.time(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("scope %q: %w", sc.name, err)
+		}
 		cached, c, owner := sh.enter(k, now.UnixNano())
 		if cached != nil {
 			return sc.replay(sh, cached, fingerprint)
@@ -340,7 +343,7 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 			return fail(fmt.Errorf("scope %q: %w", sc.name, err))
 		}
 		held := res.Prev.Owner != 0 && !res.Prev.Lapsed
-		if rec.expired(st.now()) && !held {
+		if rec.expired(now) && !held {
 			if !reserved {
 				return fail(refusal)
 			}
@@ -355,7 +358,7 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 			if res.Prev.Owner != 0 {
 				st.stats.orphans.Add(1) // kept under OrphanReport
 			}
-			sh.finish(k, c, rec, st.cacheUntil(rec), true)
+			sh.finish(k, c, rec, st.cacheUntil(rec, now.UnixNano()), true)
 			return sc.replay(sh, rec, fingerprint)
 		}
 		// A live owner in another process runs the work, however old its
@@ -373,6 +376,9 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 		}
 		if err := w.wait(ctx); err != nil {
 			return fail(err)
+		}
+		if now, err = st.time(ctx); err != nil {
+			return fail(fmt.Errorf("scope %q: %w", sc.name, err))
 		}
 		if !reserved { // the owner may release the key: be ready to claim it
 			refusal = sc.admit()

@@ -63,8 +63,12 @@ type Options struct {
 	// a power of two. Zero means 64.
 	Shards int
 
-	// Now is the clock that every expiry is measured with. Nil means
-	// time.Now. Tests pass a fake clock to expire records without waiting.
+	// Now is the clock that records are dated and expired by. Nil means
+	// the backend's own clock when it has one (see [Clock]: with
+	// idemredis, the Redis server's), so that instances whose clocks
+	// disagree still agree on every record's life, and time.Now otherwise.
+	// Tests pass a fake clock to expire records without waiting; with a
+	// shared backend each instance then goes by the clock it was given.
 	Now func() time.Time
 
 	// CacheBytes bounds the cache of finished records that serves replays
@@ -119,7 +123,8 @@ type Store struct {
 	renewal   time.Duration // how often they are renewed; 0: never (local)
 	cacheAge  int64         // nanoseconds a cached record is trusted; 0: until it expires
 	log       *slog.Logger
-	now       func() time.Time
+	now       func() time.Time // Options.Now, or the process's clock
+	clock     Clock            // the backend's clock, when it has one and Options.Now is nil
 	epoch     uint64
 	readOnly  bool
 	disk      *diskGuard // nil: no guard
@@ -144,7 +149,10 @@ type Store struct {
 // Open opens the store in opts.Dir, creating it if needed, and starts a new
 // epoch: every in-progress record left by an earlier Open is an orphan from
 // now on.
-func Open(opts Options) (*Store, error) {
+func Open(opts Options) (*Store, error) { return open(opts, time.Now) }
+
+// open is Open with the process's clock, wall (tests pass a skewed one).
+func open(opts Options, wall func() time.Time) (*Store, error) {
 	switch {
 	case opts.Shards == 0:
 		opts.Shards = defaultShards
@@ -172,8 +180,11 @@ func Open(opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	clock, _ := opts.Backend.(Clock)
+	if opts.Now != nil {
+		clock = nil // the caller's clock rules
+	} else {
+		opts.Now = wall
 	}
 	switch {
 	case opts.CacheBytes == 0:
@@ -202,6 +213,7 @@ func Open(opts Options) (*Store, error) {
 		cacheAge:      opts.CacheMaxAge.Nanoseconds(),
 		log:           opts.Logger,
 		now:           opts.Now,
+		clock:         clock,
 		readOnly:      opts.ReadOnly,
 		shards:        newShards(opts.Shards, rand.Uint64(), opts.CacheBytes),
 		scopes:        make(map[string]*Scope),
@@ -388,14 +400,23 @@ func (s *Store) Stats() Stats {
 	}
 }
 
-// cacheUntil is until when a record read from the backend may be replayed
-// from the cache: its expiry, and with a shared backend no later than
-// CacheMaxAge from now.
-func (s *Store) cacheUntil(rec *record) int64 {
+// cacheUntil is until when a record read from the backend at now (Unix
+// nanoseconds of the store's clock) may be replayed from the cache: its
+// expiry, and with a shared backend no later than CacheMaxAge after now.
+func (s *Store) cacheUntil(rec *record, now int64) int64 {
 	if s.cacheAge == 0 {
 		return rec.expires
 	}
-	return min(rec.expires, s.now().UnixNano()+s.cacheAge)
+	return min(rec.expires, now+s.cacheAge)
+}
+
+// time returns the store's current time: Options.Now's if it is set, else
+// the backend's own clock if it has one (see [Clock]), else the process's.
+func (s *Store) time(ctx context.Context) (time.Time, error) {
+	if s.clock != nil {
+		return s.clock.Now(ctx)
+	}
+	return s.now(), nil
 }
 
 // load reads the record stored under the persisted key k. rec is nil when
@@ -414,7 +435,11 @@ func (s *Store) load(ctx context.Context, k []byte) (rec *record, e Entry, err e
 	if err := decodeRecord(e.Value, rec); err != nil {
 		return nil, e, err
 	}
-	if rec.expired(s.now()) {
+	now, err := s.time(ctx)
+	if err != nil {
+		return nil, e, err
+	}
+	if rec.expired(now) {
 		return nil, e, nil
 	}
 	return rec, e, nil

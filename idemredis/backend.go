@@ -17,7 +17,11 @@
 // instance that dies stops renewing: once its lease lapses, its claim is an
 // orphan ([idem.OrphanPolicy]). An owner that lost its key (paused past its
 // lease, then taken over) can no longer complete it: [idem.ErrLeaseLost].
-// Records expire with Redis TTLs, so Redis needs no collector.
+// Records expire with Redis TTLs, so Redis needs no collector, and the
+// store dates them by the server's clock too ([Backend.Now]): an instance
+// whose own clock is wrong neither shortens nor lengthens a record's
+// life, which is its TTL on the server's clock, give or take the round
+// trip of one clock reading.
 //
 // Each record is one Redis string under prefix + "{" + hex(key) + "}": the
 // hash tag keeps every script on one slot of a Redis Cluster.
@@ -89,6 +93,7 @@ func New(rdb redis.UniversalClient, opts Options) (*Backend, error) {
 var (
 	_ idem.Backend = (*Backend)(nil)
 	_ idem.Watcher = (*Backend)(nil)
+	_ idem.Clock   = (*Backend)(nil)
 )
 
 const hexDigits = "0123456789abcdef"

@@ -51,3 +51,29 @@ func TestServerClockGoesStale(t *testing.T) {
 	assert.True(t, ok)
 	assert.GreaterOrEqual(t, us, int64(2e15))
 }
+
+// Now, the clock the store dates records by, follows the server's clock:
+// never before it, and behind it by no more than a round trip.
+func TestNowFollowsTheServerClock(t *testing.T) {
+	rdb := redistest.Client(t)
+	be, err := New(rdb, Options{Prefix: "unused:"})
+	require.NoError(t, err)
+	defer be.Close()
+	ctx := context.Background()
+	var worst time.Duration
+	for i := range 100 {
+		before, err := rdb.Time(ctx).Result()
+		require.NoError(t, err)
+		now, err := be.Now(ctx)
+		require.NoError(t, err)
+		after, err := rdb.Time(ctx).Result()
+		require.NoError(t, err)
+		require.False(t, now.Before(before), "reading %d: Now is early", i)
+		worst = max(worst, now.Sub(after))
+		if i%20 == 0 {
+			time.Sleep(clockFresh * 3 / 5) // old enough readings to be refreshed
+		}
+	}
+	t.Logf("Now at most %v after the server's time read after it", worst)
+	assert.Less(t, worst, 50*time.Millisecond)
+}

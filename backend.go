@@ -23,7 +23,11 @@ type Backend interface {
 	// Claim atomically makes the caller the owner of key, storing
 	// req.Value as its in-progress entry, if key holds no entry, or holds
 	// one that req allows to replace (see ClaimRequest). Otherwise it
-	// leaves key alone and reports the entry there.
+	// leaves key alone and reports the entry there. A claim that returns
+	// an error was not made: if it took effect all the same (ctx ended
+	// while it was on the wire), the backend gives it back as soon as it
+	// learns of it, so that nobody finds the key held by a caller that
+	// has left.
 	Claim(ctx context.Context, key []byte, req ClaimRequest) (ClaimResult, error)
 	// Renew extends owner's lease on key to lease from now; a lease of 0
 	// ends it at once, so that the entry is lapsed. It returns

@@ -135,9 +135,22 @@ func (b *Backend) Claim(ctx context.Context, key []byte, req idem.ClaimRequest) 
 			return res, err
 		}
 	}
-	reply, err := b.pipe.run(ctx, &claimOp, rkey,
+	// A claim that lands after its caller left is given back at once, so
+	// that it neither blocks the key for a lease nor, under OrphanReport,
+	// reads as an orphan: nothing ran.
+	late := func(reply any, err error) {
+		if res, err := b.claimReply(reply, err, sent); err == nil && res.Owner != 0 {
+			b.giveBack(rkey, res.Owner)
+		}
+	}
+	reply, err := b.pipe.runOrHandOver(ctx, late, &claimOp, rkey,
 		req.Value, ms(req.Lease), max(ms(req.TTL), ms(req.Lease), 1), flag(req.Takeover),
 		flag(req.Stale != nil), req.Stale)
+	return b.claimReply(reply, err, sent)
+}
+
+// claimReply reads the claim script's reply to a call sent at sent.
+func (b *Backend) claimReply(reply any, err error, sent time.Time) (idem.ClaimResult, error) {
 	if err != nil {
 		return idem.ClaimResult{}, err
 	}
@@ -158,6 +171,19 @@ func (b *Backend) Claim(ctx context.Context, key []byte, req idem.ClaimRequest) 
 		res.Prev = idem.Entry{Value: []byte(prev), Owner: prevOwner, Lapsed: v[2] == int64(1)}
 	}
 	return res, nil
+}
+
+// giveBackTimeout bounds the release of a claim whose caller left.
+const giveBackTimeout = 5 * time.Second
+
+// giveBack releases owner's claim of the Redis key rkey, which nobody will
+// run: its caller left before the claim was acknowledged. It is best
+// effort; a claim it cannot release lapses after its lease. (It takes the
+// Redis key, a string, because the caller's key slice is not its to keep.)
+func (b *Backend) giveBack(rkey string, owner uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
+	defer cancel()
+	_, _ = b.pipe.run(ctx, &releaseOp, rkey, ownerArg(owner))
 }
 
 // token parses a number (an owner, a token, a time) from a script's reply.

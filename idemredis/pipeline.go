@@ -66,7 +66,18 @@ var errClosed = errors.New("idemredis: backend closed")
 // run runs o on key with args in the next pipeline and returns its reply.
 // If ctx ends first, run returns ctx's error; the operation may still run.
 func (p *pipeliner) run(ctx context.Context, o *op, key string, args ...any) (any, error) {
-	c, err := p.wait(ctx, o, key, args)
+	return p.runOrHandOver(ctx, nil, o, key, args...)
+}
+
+// runOrHandOver is run, but if ctx ends first the reply, once it is in,
+// is handed to late (on a goroutine of its own): a call whose caller left
+// can still be undone.
+func (p *pipeliner) runOrHandOver(ctx context.Context, late func(reply any, err error), o *op, key string, args ...any) (any, error) {
+	var handOver func(*call)
+	if late != nil {
+		handOver = func(c *call) { late(c.reply, c.err) }
+	}
+	c, err := p.wait(ctx, o, key, args, handOver)
 	if err != nil {
 		return nil, err
 	}
@@ -75,9 +86,11 @@ func (p *pipeliner) run(ctx context.Context, o *op, key string, args ...any) (an
 	return reply, err
 }
 
-// runSet runs a setOp call in the next pipeline and returns its reply.
-func (p *pipeliner) runSet(ctx context.Context, key string, value []byte, expires int64) (setReply, error) {
-	c, err := p.wait(ctx, &setOp, key, []any{value, expires})
+// runSet runs a setOp call in the next pipeline and returns its reply; if
+// ctx ends first, late gets the reply once it is in, as with
+// runOrHandOver.
+func (p *pipeliner) runSet(ctx context.Context, late func(setReply, error), key string, value []byte, expires int64) (setReply, error) {
+	c, err := p.wait(ctx, &setOp, key, []any{value, expires}, func(c *call) { late(c.set, c.err) })
 	if err != nil {
 		return setReply{}, err
 	}
@@ -86,9 +99,10 @@ func (p *pipeliner) runSet(ctx context.Context, key string, value []byte, expire
 	return reply, err
 }
 
-// wait queues a call and waits for its reply, or for ctx to end (then
-// the call is left to the pipeline, and not reused).
-func (p *pipeliner) wait(ctx context.Context, o *op, key string, args []any) (*call, error) {
+// wait queues a call and waits for its reply, or for ctx to end: then the
+// call is left to the pipeline, never reused, and handed to handOver (if
+// not nil) once its reply is in.
+func (p *pipeliner) wait(ctx context.Context, o *op, key string, args []any, handOver func(*call)) (*call, error) {
 	c := callPool.Get().(*call)
 	c.op, c.key, c.args = o, key, args
 	select {
@@ -104,6 +118,12 @@ func (p *pipeliner) wait(ctx context.Context, o *op, key string, args []any) (*c
 	case <-c.done:
 		return c, nil
 	case <-ctx.Done():
+		if handOver != nil {
+			go func() {
+				<-c.done
+				handOver(c)
+			}()
+		}
 		return nil, ctx.Err()
 	}
 }

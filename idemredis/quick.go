@@ -50,8 +50,18 @@ func (b *Backend) quickClaim(ctx context.Context, key []byte, rkey string, req i
 	value = append(value, ",0;"...)
 	value = append(value, req.Value...)
 
-	r, err := b.pipe.runSet(ctx, rkey, value, expires)
+	late := func(r setReply, err error) {
+		if err == nil && !r.found {
+			b.giveBack(rkey, owner) // see Claim
+		}
+	}
+	r, err := b.pipe.runSet(ctx, late, rkey, value, expires)
 	if err != nil {
+		if ctx.Err() == nil {
+			// The reply was lost (a broken connection): the SET may have
+			// run all the same, and its owner is known. Give it back.
+			go b.giveBack(rkey, owner)
+		}
 		return res, true, err
 	}
 	b.clock.observe(sent, r.us)

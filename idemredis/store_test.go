@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -483,4 +484,76 @@ func TestMaxTTLOnRedis(t *testing.T) {
 	_, err = b.Claim(ctx, "held", nil)
 	assert.ErrorIs(t, err, idem.ErrInProgress, "a claim kept for MaxTTL holds the key")
 	require.NoError(t, claim.Complete(ctx, []byte("done")))
+}
+
+// stall keeps the Redis server busy for d with a script that spins, as a
+// slow server or a failover pause would, and returns once it has begun.
+func stall(t *testing.T, rdb *redis.Client, d time.Duration) <-chan struct{} {
+	t.Helper()
+	done := make(chan struct{})
+	began := make(chan struct{})
+	go func() {
+		defer close(done)
+		close(began)
+		err := rdb.Eval(context.Background(), `
+local t = redis.call('TIME')
+local start = tonumber(t[1]) * 1000000 + tonumber(t[2])
+repeat
+  t = redis.call('TIME')
+until tonumber(t[1]) * 1000000 + tonumber(t[2]) - start >= tonumber(ARGV[1])
+return 1`, nil, d.Microseconds()).Err()
+		assert.NoError(t, err)
+	}()
+	<-began
+	time.Sleep(20 * time.Millisecond) // the script is running
+	return done
+}
+
+// TestClaimWhoseCallerLeftIsGivenBack sends claims while the server
+// stalls, from callers whose deadlines end first: the claims still land,
+// and must be given back, so that each retry runs at once instead of
+// finding the key held (for a lease) or, under OrphanReport, orphaned.
+func TestClaimWhoseCallerLeftIsGivenBack(t *testing.T) {
+	for _, quick := range []bool{true, false} {
+		t.Run(fmt.Sprint("quick=", quick), func(t *testing.T) {
+			ctx := context.Background()
+			rdb := redistest.Client(t)
+			prefix := redistest.Prefix(t, rdb)
+			be, err := idemredis.New(rdb, idemredis.Options{Prefix: prefix})
+			require.NoError(t, err)
+			if !quick {
+				idemredis.ScriptClaimsOnly(be)
+			}
+			st, err := idem.Open(idem.Options{Backend: be})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = st.Close() })
+			sc := scope(t, st, idem.ScopeOptions{Orphans: idem.OrphanReport})
+			var runs atomic.Int64
+			_, err = sc.Do(ctx, "warm", nil, value(&runs, "v")) // a fresh clock reading: quick claims
+			require.NoError(t, err)
+
+			const n = 20
+			stalled := stall(t, rdb, 300*time.Millisecond)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+					defer cancel()
+					_, err := sc.Do(short, fmt.Sprint("k", i), nil, value(&runs, "v"))
+					assert.ErrorIs(t, err, context.DeadlineExceeded)
+				})
+			}
+			wg.Wait()
+			<-stalled
+			assert.Equal(t, int64(1), runs.Load(), "nothing ran while the server stalled")
+			for i := range n {
+				retry, cancel := context.WithTimeout(ctx, 5*time.Second)
+				res, err := sc.Do(retry, fmt.Sprint("k", i), nil, value(&runs, "v"))
+				cancel()
+				require.NoError(t, err, "k%d: the retry runs", i)
+				assert.False(t, res.Replayed)
+			}
+			assert.Equal(t, int64(1+n), runs.Load())
+		})
+	}
 }

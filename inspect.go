@@ -8,10 +8,14 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // RecordInfo describes one stored record, for operators ([Store.Records],
 // [Store.Lookup], the admin handler and the idem CLI).
+//
+// In JSON (MarshalJSON), a tenant or key that is not valid UTF-8 is sent
+// as tenant_base64 or key_base64, with its exact bytes.
 type RecordInfo struct {
 	Scope, Tenant, Key string
 	// State is "in_progress" (owned by a live call of this process, or of
@@ -29,11 +33,15 @@ type RecordInfo struct {
 }
 
 // recordJSON is the wire form of RecordInfo: RFC 3339 times, the
-// fingerprint in hex and the value in base64.
+// fingerprint in hex and the value in base64. A tenant or key that is not
+// valid UTF-8 (which JSON strings cannot carry) is sent in base64 instead,
+// in tenant_base64 or key_base64, and its text field is left empty.
 type recordJSON struct {
-	Scope       string    `json:"scope"`
-	Tenant      string    `json:"tenant"`
-	Key         string    `json:"key"`
+	Scope        string    `json:"scope"`
+	Tenant       string    `json:"tenant"`
+	TenantBase64 []byte    `json:"tenant_base64,omitempty"`
+	Key          string    `json:"key,omitempty"`
+	KeyBase64    []byte    `json:"key_base64,omitempty"`
 	State       string    `json:"state"`
 	Epoch       uint64    `json:"epoch"`
 	CreatedAt   time.Time `json:"created_at"`
@@ -46,11 +54,23 @@ type recordJSON struct {
 
 // MarshalJSON encodes r in its wire form.
 func (r RecordInfo) MarshalJSON() ([]byte, error) {
-	return json.Marshal(recordJSON{
-		Scope: r.Scope, Tenant: r.Tenant, Key: r.Key, State: r.State, Epoch: r.Epoch,
+	w := recordJSON{
+		Scope: r.Scope, State: r.State, Epoch: r.Epoch,
 		CreatedAt: r.CreatedAt.UTC(), ExpiresAt: r.ExpiresAt.UTC(), Expired: r.Expired,
 		ValueBytes: r.ValueBytes, Fingerprint: hex.EncodeToString(r.Fingerprint), Value: r.Value,
-	})
+	}
+	w.Tenant, w.TenantBase64 = textOrBytes(r.Tenant)
+	w.Key, w.KeyBase64 = textOrBytes(r.Key)
+	return json.Marshal(w)
+}
+
+// textOrBytes returns s as JSON text if it is valid UTF-8, else as bytes
+// (which encoding/json writes in base64).
+func textOrBytes(s string) (string, []byte) {
+	if utf8.ValidString(s) {
+		return s, nil
+	}
+	return "", []byte(s)
 }
 
 // UnmarshalJSON decodes r from its wire form.
@@ -65,6 +85,12 @@ func (r *RecordInfo) UnmarshalJSON(b []byte) error {
 	}
 	if len(fp) == 0 {
 		fp = nil
+	}
+	if w.TenantBase64 != nil {
+		w.Tenant = string(w.TenantBase64)
+	}
+	if w.KeyBase64 != nil {
+		w.Key = string(w.KeyBase64)
 	}
 	*r = RecordInfo{
 		Scope: w.Scope, Tenant: w.Tenant, Key: w.Key, State: w.State, Epoch: w.Epoch,

@@ -8,7 +8,9 @@ import (
 	"strconv"
 	"text/tabwriter"
 	"time"
+	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/idemkit/idem"
 )
@@ -37,6 +39,7 @@ func runDump(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	f.Tenant, f.KeyPrefix = unescape(f.Tenant), unescape(f.KeyPrefix)
 	switch {
 	case fs.NArg() > 0:
 		return usagef("dump takes no arguments")
@@ -100,9 +103,24 @@ func escape(s string) string {
 	if s == "" {
 		return `""`
 	}
+	if !utf8.ValidString(s) {
+		return strconv.QuoteToASCII(s) // invalid bytes as \x escapes, never as U+FFFD
+	}
 	for _, r := range s {
 		if !unicode.IsPrint(r) || unicode.IsSpace(r) || r == '"' || r == '\\' {
 			return strconv.QuoteToASCII(s)
+		}
+	}
+	return s
+}
+
+// unescape reads back what escape shows: a quoted string ("\xff") is
+// unquoted, anything else is taken as it is. A key that itself starts
+// with a double quote is shown quoted, so its shown form reads back too.
+func unescape(s string) string {
+	if strings.HasPrefix(s, `"`) {
+		if u, err := strconv.Unquote(s); err == nil {
+			return u
 		}
 	}
 	return s

@@ -40,7 +40,7 @@ type keyArgs struct{ scope, tenant, key string }
 
 func (k *keyArgs) register(fs *flag.FlagSet) {
 	fs.StringVar(&k.scope, "scope", "", "the key's scope (required)")
-	fs.StringVar(&k.tenant, "tenant", "", "the key's tenant")
+	fs.StringVar(&k.tenant, "tenant", "", "the key's tenant (quoted as dump shows it, if it is)")
 }
 
 // openForKey parses the flags of a command about one record and connects
@@ -52,7 +52,7 @@ func (t *target) openForKey(fs *flag.FlagSet, args []string, k *keyArgs, mutatin
 	if k.scope == "" || fs.NArg() != 1 {
 		return nil, usagef("%s needs -scope and one KEY", fs.Name())
 	}
-	k.key = fs.Arg(0)
+	k.key, k.tenant = unescape(fs.Arg(0)), unescape(k.tenant)
 	return t.open(mutating)
 }
 

@@ -42,14 +42,14 @@ type recordJSON struct {
 	TenantBase64 []byte    `json:"tenant_base64,omitempty"`
 	Key          string    `json:"key,omitempty"`
 	KeyBase64    []byte    `json:"key_base64,omitempty"`
-	State       string    `json:"state"`
-	Epoch       uint64    `json:"epoch"`
-	CreatedAt   time.Time `json:"created_at"`
-	ExpiresAt   time.Time `json:"expires_at"`
-	Expired     bool      `json:"expired"`
-	ValueBytes  int64     `json:"value_bytes"`
-	Fingerprint string    `json:"fingerprint"`
-	Value       []byte    `json:"value,omitempty"`
+	State        string    `json:"state"`
+	Epoch        uint64    `json:"epoch"`
+	CreatedAt    time.Time `json:"created_at"`
+	ExpiresAt    time.Time `json:"expires_at"`
+	Expired      bool      `json:"expired"`
+	ValueBytes   int64     `json:"value_bytes"`
+	Fingerprint  string    `json:"fingerprint"`
+	Value        []byte    `json:"value,omitempty"`
 }
 
 // MarshalJSON encodes r in its wire form.

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
-	"strings"
 	"unicode"
 	"unicode/utf8"
 

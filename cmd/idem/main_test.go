@@ -452,3 +452,35 @@ func TestKeysThatAreNotUTF8(t *testing.T) {
 	require.Zero(t, code, errOut)
 	assert.Equal(t, "deleted \"\\xff\\xfe-1\"\n", out)
 }
+
+// TestEveryCommandRefusesADirectoryThatIsNotAStore runs each command on a
+// mistyped directory and on the parent of a store: each refuses, names
+// the store one level down, and creates nothing.
+func TestEveryCommandRefusesADirectoryThatIsNotAStore(t *testing.T) {
+	parent := t.TempDir()
+	seed(t, filepath.Join(parent, "idem"))
+	empty := t.TempDir()
+	for _, args := range [][]string{
+		{"dump"}, {"stats"}, {"gc"},
+		{"get", "-scope", "payments", "k"}, {"delete", "-scope", "payments", "k"},
+	} {
+		for _, dir := range []string{empty, parent, filepath.Join(empty, "missing")} {
+			cmd := append([]string{args[0], "-dir", dir}, args[1:]...)
+			_, errOut, code := cli(t, cmd...)
+			assert.Equal(t, 1, code, "%v", cmd)
+			switch dir {
+			case parent:
+				assert.Contains(t, errOut, "is not an idem store, but "+filepath.Join(parent, "idem")+" is", "%v", cmd)
+			case empty:
+				assert.Contains(t, errOut, "is not an idem store", "%v", cmd)
+			default:
+				assert.Contains(t, errOut, "no such file or directory", "%v", cmd)
+			}
+		}
+	}
+	entries, err := os.ReadDir(empty)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "nothing was created")
+	_, err = os.Stat(filepath.Join(parent, "MANIFEST"))
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+}

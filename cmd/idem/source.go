@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -81,6 +83,9 @@ func (t *target) open(mutating bool) (source, error) {
 		}
 		return &remote{base: strings.TrimSuffix(t.url, "/"), client: http.DefaultClient}, nil
 	}
+	if err := checkStoreDir(t.dir); err != nil {
+		return nil, err
+	}
 	st, err := idem.Open(idem.Options{Dir: t.dir, ReadOnly: !mutating, GCInterval: -1})
 	if errors.Is(err, idem.ErrLocked) {
 		return nil, fmt.Errorf("%w: a running process holds it; reach it through its admin handler with -url", err)
@@ -89,6 +94,35 @@ func (t *target) open(mutating bool) (source, error) {
 		return nil, err
 	}
 	return local{st}, nil
+}
+
+// checkStoreDir refuses a directory that holds no store, before anything
+// opens it: opened for writing, it would become a new, empty store, and a
+// command on a mistyped path would report success. Where a store sits one
+// level down (examples/orders -dir ./data keeps it in ./data/idem), the
+// error names it.
+func checkStoreDir(dir string) error {
+	if isStore(dir) {
+		return nil
+	}
+	if info, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("idem: -dir %s: %w", dir, err)
+	} else if !info.IsDir() {
+		return fmt.Errorf("idem: -dir %s is not a directory", dir)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if sub := filepath.Join(dir, e.Name()); e.IsDir() && isStore(sub) {
+			return fmt.Errorf("idem: %s is not an idem store, but %s is: use -dir %s", dir, sub, sub)
+		}
+	}
+	return fmt.Errorf("idem: %s is not an idem store (it has no MANIFEST file)", dir)
+}
+
+// isStore reports whether dir holds a store: Badger's MANIFEST file.
+func isStore(dir string) bool {
+	info, err := os.Stat(filepath.Join(dir, "MANIFEST"))
+	return err == nil && info.Mode().IsRegular()
 }
 
 // local is a store opened in this process.

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -20,13 +18,20 @@ func newHandler(scope *idem.Scope, orders *orderStore, delay, wait time.Duration
 		Tenant: func(r *http.Request) (string, error) { return user(r) },
 		Wait:   wait,
 		Logger: log,
+		// A 422 says the key's order was made by another request (see
+		// createOrder): it is not stored, so that the key stays that
+		// request's, and its own retry still gets its order.
+		Persist: func(status int) bool {
+			return status != http.StatusUnprocessableEntity && idemhttp.DefaultPersist(status)
+		},
 	})
 	if err != nil {
 		return nil, err
 	}
+	ttl := scope.Options().TTL
 	mux := http.NewServeMux()
 	mux.Handle("POST /orders", requireUser(idempotent(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		createOrder(w, r, orders, delay)
+		createOrder(w, r, orders, ttl, delay)
 	}))))
 	mux.Handle("GET /orders", requireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, _ := user(r)
@@ -66,7 +71,7 @@ type orderRequest struct {
 	Qty  int    `json:"qty"`
 }
 
-func createOrder(w http.ResponseWriter, r *http.Request, orders *orderStore, delay time.Duration) {
+func createOrder(w http.ResponseWriter, r *http.Request, orders *orderStore, ttl, delay time.Duration) {
 	u, _ := user(r)
 	key, err := idemhttp.ParseKey(r.Header.Get("Idempotency-Key")) // the middleware has checked it
 	if err != nil {
@@ -80,9 +85,14 @@ func createOrder(w http.ResponseWriter, r *http.Request, orders *orderStore, del
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": `want {"item": non-empty string, "qty": positive int}`})
 		return
 	}
-	sum := sha256.Sum256([]byte(u + "\x00" + key))
-	o := order{ID: "ord_" + hex.EncodeToString(sum[:10]), Item: req.Item, Qty: req.Qty, CreatedAt: time.Now().UTC()}
-	stored, err := orders.createOnce(u, o)
+	stored, err := orders.createOnce(u, key, req.Item, req.Qty, ttl)
+	if errors.Is(err, errKeyReused) {
+		// The key's order was made by another request, before a crash
+		// lost the record that would have said so: 422, as the record
+		// would have answered.
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
+		return
+	}
 	if err != nil {
 		http.Error(w, "could not store the order", http.StatusInternalServerError) // 5xx: the key is released
 		return

@@ -16,13 +16,15 @@
 //
 // # Why no order is ever created twice
 //
-// The order's id is derived from the caller and the idempotency key, and an
-// order is written once, atomically, under that id (see orderStore). The
-// idempotency record makes a retry replay the first response; the derived
-// id covers the one window the record cannot: a crash after the order was
-// written and before the response was recorded. The retry then runs the
-// handler again (the scope's default OrphanRerun), which finds the order
-// already written and answers with it instead of creating another.
+// The idempotency record makes a retry replay the first response. One
+// window is left that the record cannot cover: a crash after the order
+// was written and before the response was recorded. The retry then runs
+// the handler again (the scope's default OrphanRerun), so the orders are
+// kept by (caller, idempotency key), each with the request that made it
+// (see orderStore): the handler finds the order that key made within the
+// key's lifetime and answers with it, or with 422 if another request made
+// it, instead of creating another. Once the key's lifetime (-ttl) has
+// passed, the key is new again and makes a new order.
 package main
 
 import (
@@ -88,7 +90,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	orders, err := openOrders(filepath.Join(*dir, "orders"))
+	orders, err := openOrders(filepath.Join(*dir, "orders"), time.Now)
 	if err != nil {
 		return err
 	}

@@ -193,12 +193,15 @@ func TestKillBetweenOrderAndRecord(t *testing.T) {
 	go func() { _, _ = svc.post(t, "carol", "k", `{"item":"tea","qty":1}`) }()
 	userDir := filepath.Join(dir, "orders", fmt.Sprintf("%x", "carol"))
 	require.Eventually(t, func() bool {
-		entries, _ := filepath.Glob(filepath.Join(userDir, "ord_*.json"))
+		entries, _ := filepath.Glob(filepath.Join(userDir, "*", "*-ord_*.json"))
 		return len(entries) == 1
 	}, 20*time.Second, 5*time.Millisecond, "the order is written")
 	svc.kill(t)
 
 	svc = startService(t, "-dir", dir)
+	other, err := svc.post(t, "carol", "k", `{"item":"cake","qty":3}`)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusUnprocessableEntity, other.status, "the key's order was made by another request")
 	r, err := svc.post(t, "carol", "k", `{"item":"tea","qty":1}`)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusCreated, r.status)

@@ -1,10 +1,17 @@
 package idem
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strconv"
+	"strings"
+
+	"github.com/idemkit/idem/internal/adminapi"
 )
 
 // AdminOptions configures [Store.AdminHandler].
@@ -12,6 +19,18 @@ type AdminOptions struct {
 	// AllowMutations enables POST /gc and POST /delete. Off by default:
 	// the handler is read-only.
 	AllowMutations bool
+
+	// Hosts are the host names, besides the listener's own address (and
+	// "localhost" on a loopback listener), that requests may name in
+	// their Host header. Any other Host is refused, so that a web page on
+	// a name that resolves to this address (DNS rebinding) cannot read
+	// the store.
+	Hosts []string
+
+	// Token, if not empty, is required of every request as
+	// "Authorization: Bearer <Token>" (the idem CLI sends its -token, or
+	// $IDEM_ADMIN_TOKEN).
+	Token string
 }
 
 // AdminHandler returns an HTTP handler for operators (the idem CLI's -url
@@ -27,6 +46,14 @@ type AdminOptions struct {
 //	POST /delete?scope=&tenant=&key=     delete one record
 //
 // Errors are JSON objects {"error": "..."} with a 4xx or 5xx status.
+//
+// The handler is for tools, never for browsers: it refuses a request
+// whose Host is not its listener's (see AdminOptions.Hosts), a request a
+// browser sends on behalf of another site (Sec-Fetch-Site, Origin), a
+// mutation without the header Idem-Admin: mutate (which no page can send
+// without a preflight the handler never grants), and, with
+// AdminOptions.Token, a request without that bearer token. A response
+// whose client stops reading is cut off after adminWriteTimeout.
 func (s *Store) AdminHandler(opts AdminOptions) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
@@ -73,11 +100,14 @@ func (s *Store) AdminHandler(opts AdminOptions) http.Handler {
 	// mutation guards a handler that changes the store.
 	mutation := func(h http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			if !opts.AllowMutations {
+			switch {
+			case !opts.AllowMutations:
 				writeError(w, http.StatusForbidden, errMutationsOff)
-				return
+			case r.Header.Get(adminapi.MutationHeader) != adminapi.MutationValue:
+				writeError(w, http.StatusForbidden, errMutationHeader)
+			default:
+				h(w, r)
 			}
-			h(w, r)
 		}
 	}
 	mux.HandleFunc("POST /gc", mutation(func(w http.ResponseWriter, r *http.Request) {
@@ -96,10 +126,86 @@ func (s *Store) AdminHandler(opts AdminOptions) http.Handler {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	}))
-	return mux
+	return adminGuard(opts, mux)
 }
 
-var errMutationsOff = errors.New("idem: this admin endpoint is read-only (AdminOptions.AllowMutations)")
+var (
+	errMutationsOff   = errors.New("idem: this admin endpoint is read-only (AdminOptions.AllowMutations)")
+	errMutationHeader = errors.New("idem: a mutation needs the header " + adminapi.MutationHeader + ": " + adminapi.MutationValue)
+	errAdminHost      = errors.New("idem: admin request for another host (AdminOptions.Hosts)")
+	errCrossSite      = errors.New("idem: admin request from a browser on another site")
+	errAdminToken     = errors.New("idem: admin request without the right bearer token (AdminOptions.Token)")
+)
+
+// adminGuard refuses what AdminHandler's doc says it refuses before next
+// sees the request.
+func adminGuard(opts AdminOptions, next http.Handler) http.Handler {
+	hosts := make(map[string]bool, len(opts.Hosts))
+	for _, h := range opts.Hosts {
+		hosts[strings.ToLower(h)] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case opts.Token != "" && !bearer(r, opts.Token):
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			writeError(w, http.StatusUnauthorized, errAdminToken)
+		case !hostAllowed(r, hosts):
+			writeError(w, http.StatusMisdirectedRequest, errAdminHost)
+		case crossSite(r):
+			writeError(w, http.StatusForbidden, errCrossSite)
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// bearer reports whether r carries the bearer token.
+func bearer(r *http.Request, token string) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
+}
+
+// hostAllowed reports whether r's Host names the address it came in on
+// (or localhost, on a loopback address), or one of hosts.
+func hostAllowed(r *http.Request, hosts map[string]bool) bool {
+	name := strings.ToLower(hostOnly(r.Host))
+	if hosts[name] {
+		return true
+	}
+	local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return false
+	}
+	ip := hostOnly(local.String())
+	if name == strings.ToLower(ip) {
+		return true
+	}
+	addr, err := netip.ParseAddr(ip)
+	return err == nil && addr.IsLoopback() && name == "localhost"
+}
+
+// hostOnly strips the port, and an IPv6 address's brackets, from a
+// host[:port].
+func hostOnly(hostport string) string {
+	if host, _, err := net.SplitHostPort(hostport); err == nil {
+		return host
+	}
+	return strings.Trim(hostport, "[]")
+}
+
+// crossSite reports whether a browser sent r on behalf of another origin.
+func crossSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return true
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return false
+	}
+	u, err := url.Parse(origin)
+	return err != nil || !strings.EqualFold(u.Host, r.Host)
+}
 
 // statusOf maps the store's errors to HTTP statuses.
 func statusOf(err error) int {

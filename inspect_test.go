@@ -4,13 +4,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/idemkit/idem/internal/adminapi"
 )
 
 func TestRecordsLookupDelete(t *testing.T) {
@@ -127,10 +131,72 @@ func TestAdminHandler(t *testing.T) {
 		{"GET", "/gc", true, 405},
 	} {
 		rec := httptest.NewRecorder()
-		st.AdminHandler(AdminOptions{AllowMutations: tc.allow}).ServeHTTP(rec, httptest.NewRequest(tc.method, tc.target, nil))
+		req := httptest.NewRequest(tc.method, tc.target, nil) // Host: example.com
+		req.Header.Set(adminapi.MutationHeader, adminapi.MutationValue)
+		st.AdminHandler(AdminOptions{AllowMutations: tc.allow, Hosts: []string{"example.com"}}).ServeHTTP(rec, req)
 		assert.Equal(t, tc.want, rec.Code, "%s %s allow=%v: %s", tc.method, tc.target, tc.allow, rec.Body)
 		if rec.Code >= 400 && rec.Code != http.StatusMethodNotAllowed {
 			assert.Contains(t, rec.Body.String(), `"error"`)
 		}
 	}
+}
+
+// TestAdminHandlerRefusesBrowsersAndOtherHosts serves the admin handler
+// on a real listener and sends it what a hostile web page could make a
+// browser send: another Host (DNS rebinding), a cross-site request, a
+// simple POST without the mutation header; none of them gets through.
+func TestAdminHandlerRefusesBrowsersAndOtherHosts(t *testing.T) {
+	ctx := testCtx(t)
+	st := openTest(t, Options{GCInterval: -1})
+	sc := scopeTest(t, st, "s", ScopeOptions{})
+	_, err := sc.Do(ctx, "k", nil, value(new(int), "v"))
+	require.NoError(t, err)
+	srv := httptest.NewServer(st.AdminHandler(AdminOptions{AllowMutations: true, Hosts: []string{"admin.internal"}}))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	send := func(method, path string, header map[string]string) int {
+		req, err := http.NewRequest(method, srv.URL+path, strings.NewReader("scope=s&key=k"))
+		require.NoError(t, err)
+		for k, v := range header {
+			if k == "Host" {
+				req.Host = v
+			} else {
+				req.Header.Set(k, v)
+			}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	mutate := map[string]string{adminapi.MutationHeader: adminapi.MutationValue}
+	for _, tc := range []struct {
+		name         string
+		method, path string
+		header       map[string]string
+		want         int
+	}{
+		{"the listener's address", "GET", "/stats", nil, 200},
+		{"localhost on a loopback listener", "GET", "/stats", map[string]string{"Host": "localhost:" + port}, 200},
+		{"a configured host", "GET", "/stats", map[string]string{"Host": "admin.internal:" + port}, 200},
+		{"DNS rebinding", "GET", "/records?values=1", map[string]string{"Host": "evil.example:" + port}, 421},
+		{"a cross-site read", "GET", "/records?values=1", map[string]string{"Sec-Fetch-Site": "cross-site"}, 403},
+		{"a simple cross-site POST", "POST", "/delete?scope=s&key=k",
+			map[string]string{"Content-Type": "text/plain", "Origin": "https://evil.example"}, 403},
+		{"a cross-origin POST with the header", "POST", "/delete?scope=s&key=k",
+			map[string]string{adminapi.MutationHeader: adminapi.MutationValue, "Origin": "https://evil.example"}, 403},
+		{"a POST without the header", "POST", "/delete?scope=s&key=k", map[string]string{"Content-Type": "text/plain"}, 403},
+	} {
+		assert.Equal(t, tc.want, send(tc.method, tc.path, tc.header), tc.name)
+	}
+	_, err = st.Lookup(ctx, "s", "", "k")
+	require.NoError(t, err, "nothing was deleted")
+	assert.Equal(t, 204, send("POST", "/delete?scope=s&key=k", mutate), "a tool's mutation goes through")
+
+	locked := httptest.NewServer(st.AdminHandler(AdminOptions{Token: "s3cret"}))
+	defer locked.Close()
+	srv.URL = locked.URL
+	assert.Equal(t, 401, send("GET", "/stats", nil), "no token")
+	assert.Equal(t, 401, send("GET", "/stats", map[string]string{"Authorization": "Bearer wrong"}), "a wrong token")
+	assert.Equal(t, 200, send("GET", "/stats", map[string]string{"Authorization": "Bearer s3cret"}))
 }

@@ -484,3 +484,19 @@ func TestEveryCommandRefusesADirectoryThatIsNotAStore(t *testing.T) {
 	_, err = os.Stat(filepath.Join(parent, "MANIFEST"))
 	assert.ErrorIs(t, err, fs.ErrNotExist)
 }
+
+func TestTokenForTheAdminHandler(t *testing.T) {
+	st, err := idem.Open(idem.Options{InMemory: true, GCInterval: -1})
+	require.NoError(t, err)
+	defer st.Close()
+	srv := httptest.NewServer(st.AdminHandler(idem.AdminOptions{Token: "s3cret", AllowMutations: true}))
+	defer srv.Close()
+	_, errOut, code := cli(t, "stats", "-url", srv.URL)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "401")
+	_, errOut, code = cli(t, "stats", "-url", srv.URL, "-token", "s3cret")
+	assert.Zero(t, code, errOut)
+	t.Setenv("IDEM_ADMIN_TOKEN", "s3cret")
+	_, errOut, code = cli(t, "gc", "-url", srv.URL)
+	assert.Zero(t, code, errOut)
+}

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/idemkit/idem"
+	"github.com/idemkit/idem/internal/adminapi"
 )
 
 // source is a store as the commands see it: a directory opened here, or a
@@ -28,12 +29,13 @@ type source interface {
 	close() error
 }
 
-// target holds the -dir and -url flags.
-type target struct{ dir, url string }
+// target holds the -dir, -url and -token flags.
+type target struct{ dir, url, token string }
 
 func (t *target) register(fs *flag.FlagSet) {
 	fs.StringVar(&t.dir, "dir", "", "store directory of a stopped process")
 	fs.StringVar(&t.url, "url", "", "admin handler URL of a running process")
+	fs.StringVar(&t.token, "token", os.Getenv(adminapi.TokenEnv), "bearer token for -url (default $"+adminapi.TokenEnv+")")
 }
 
 // keyArgs are the flags and argument naming one record: -scope, -tenant
@@ -81,7 +83,7 @@ func (t *target) open(mutating bool) (source, error) {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 			return nil, usagef("-url %q: want an http:// or https:// URL", t.url)
 		}
-		return &remote{base: strings.TrimSuffix(t.url, "/"), client: http.DefaultClient}, nil
+		return &remote{base: strings.TrimSuffix(t.url, "/"), token: t.token, client: http.DefaultClient}, nil
 	}
 	if err := checkStoreDir(t.dir); err != nil {
 		return nil, err
@@ -146,6 +148,7 @@ func (l local) close() error { return l.st.Close() }
 // remote is a store behind idem.Store.AdminHandler.
 type remote struct {
 	base   string
+	token  string // bearer token; empty: none
 	client *http.Client
 }
 
@@ -153,6 +156,12 @@ func (r *remote) do(ctx context.Context, method, path string, q url.Values) (*ht
 	req, err := http.NewRequestWithContext(ctx, method, r.base+path+"?"+q.Encode(), nil)
 	if err != nil {
 		return nil, err
+	}
+	if r.token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.token)
+	}
+	if method != http.MethodGet {
+		req.Header.Set(adminapi.MutationHeader, adminapi.MutationValue)
 	}
 	resp, err := r.client.Do(req)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/idemkit/idem/internal/adminapi"
 )
@@ -73,14 +74,19 @@ func (s *Store) AdminHandler(opts AdminOptions) http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/jsonl")
 		enc := json.NewEncoder(w)
-		flusher, _ := w.(http.Flusher)
+		// A client that stops reading is cut off: it must not hold a
+		// listing open forever.
+		rc := http.NewResponseController(w)
+		_ = rc.SetWriteDeadline(time.Now().Add(adminWriteTimeout))
+		defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 		n := 0
 		err = s.Records(r.Context(), f, func(info RecordInfo) error {
 			if err := enc.Encode(info); err != nil {
 				return err
 			}
-			if n++; n%256 == 0 && flusher != nil {
-				flusher.Flush()
+			if n++; n%256 == 0 {
+				_ = rc.Flush()
+				_ = rc.SetWriteDeadline(time.Now().Add(adminWriteTimeout))
 			}
 			return nil
 		})
@@ -128,6 +134,10 @@ func (s *Store) AdminHandler(opts AdminOptions) http.Handler {
 	}))
 	return adminGuard(opts, mux)
 }
+
+// adminWriteTimeout is how long a listing waits for its client to take
+// more of it.
+const adminWriteTimeout = 30 * time.Second
 
 var (
 	errMutationsOff   = errors.New("idem: this admin endpoint is read-only (AdminOptions.AllowMutations)")

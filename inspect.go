@@ -113,9 +113,11 @@ type RecordFilter struct {
 }
 
 // Records calls fn for each record that matches f, streaming (in (scope,
-// tenant, key) order with the default backend): memory use does not grow with the number of records.
-// It stops at fn's first error and returns it. Damaged records are
-// reported with State "corrupt".
+// tenant, key) order with the default backend): memory use does not grow
+// with the number of records. It stops at fn's first error and returns
+// it. Damaged records are reported with State "corrupt". A fn that blocks
+// (writing to a client that stopped reading, say) holds up neither the
+// store's other calls nor Close: Close ends the listing, with ErrClosed.
 func (s *Store) Records(ctx context.Context, f RecordFilter, fn func(RecordInfo) error) error {
 	if ctx == nil {
 		return errNilContext
@@ -134,30 +136,49 @@ func (s *Store) Records(ctx context.Context, f RecordFilter, fn func(RecordInfo)
 	if err != nil {
 		return err
 	}
-	n := 0
-	errStop := errors.New("stop")
-	err = s.io(func(be Backend) error {
-		return be.Scan(ctx, prefix, func(k []byte, e Entry) error {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			info, ok := s.describe(k, e, now, f.Values)
-			if !ok || !f.match(info) {
-				return nil
-			}
-			if err := fn(info); err != nil {
-				return err
-			}
-			if n++; f.Limit > 0 && n >= f.Limit {
-				return errStop
-			}
-			return nil
+	// The backend is scanned on a goroutine of its own, under the store's
+	// close lock, and fn is called here, outside it.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	found := make(chan RecordInfo, 64)
+	scanned := make(chan error, 1)
+	go func() {
+		err := s.io(func(be Backend) error {
+			return be.Scan(ctx, prefix, func(k []byte, e Entry) error {
+				info, ok := s.describe(k, e, now, f.Values)
+				if !ok || !f.match(info) {
+					return ctx.Err()
+				}
+				select {
+				case found <- info:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-s.quit:
+					return ErrClosed
+				}
+			})
 		})
-	})
-	if errors.Is(err, errStop) {
-		return nil
+		close(found)
+		scanned <- err
+	}()
+	stop := func(err error) error {
+		cancel()
+		for range found { // let the scan end
+		}
+		<-scanned
+		return err
 	}
-	return err
+	n := 0
+	for info := range found {
+		if err := fn(info); err != nil {
+			return stop(err)
+		}
+		if n++; f.Limit > 0 && n >= f.Limit {
+			return stop(nil)
+		}
+	}
+	return <-scanned
 }
 
 func (f RecordFilter) match(r RecordInfo) bool {

@@ -200,3 +200,49 @@ func TestAdminHandlerRefusesBrowsersAndOtherHosts(t *testing.T) {
 	assert.Equal(t, 401, send("GET", "/stats", map[string]string{"Authorization": "Bearer wrong"}), "a wrong token")
 	assert.Equal(t, 200, send("GET", "/stats", map[string]string{"Authorization": "Bearer s3cret"}))
 }
+
+// TestSlowAdminReaderDoesNotFreezeTheStore asks the admin handler for a
+// listing far larger than the socket buffers and never reads it: Close
+// must return, and calls must not queue behind it, while the handler is
+// stuck writing.
+func TestSlowAdminReaderDoesNotFreezeTheStore(t *testing.T) {
+	ctx := testCtx(t)
+	st := openTest(t, Options{InMemory: true, GCInterval: -1})
+	sc := scopeTest(t, st, "s", ScopeOptions{})
+	big := strings.Repeat("v", 16<<10)
+	for i := range 3000 { // 48 MiB of values, 64 MiB in base64
+		_, err := sc.Do(ctx, fmt.Sprint("k", i), nil, value(new(int), big))
+		require.NoError(t, err)
+	}
+	srv := httptest.NewServer(st.AdminHandler(AdminOptions{}))
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.(*net.TCPConn).SetReadBuffer(4096))
+	_, err = fmt.Fprintf(conn, "GET /records?values=1 HTTP/1.1\r\nHost: %s\r\n\r\n", srv.Listener.Addr())
+	require.NoError(t, err)
+	time.Sleep(300 * time.Millisecond) // the handler fills the socket and blocks
+
+	did := make(chan error, 1)
+	go func() {
+		_, err := sc.Do(ctx, "during", nil, value(new(int), "v"))
+		did <- err
+	}()
+	closed := make(chan error, 1)
+	go func() { closed <- st.Close() }()
+	select {
+	case err := <-closed:
+		assert.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close is stuck behind a client that stopped reading")
+	}
+	select {
+	case err := <-did:
+		if err != nil {
+			assert.ErrorIs(t, err, ErrClosed)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a call is stuck behind Close")
+	}
+}

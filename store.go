@@ -134,8 +134,10 @@ type Store struct {
 	// closing is held shared by every backend call and exclusively by
 	// Close, so that Close waits for running I/O and nothing starts after.
 	closing sync.RWMutex
-	closed  bool        // guarded by closing
-	shut    atomic.Bool // closed, for the paths that do no I/O
+	closed  bool          // guarded by closing
+	shut    atomic.Bool   // closed, for the paths that do no I/O
+	quit    chan struct{} // closed when Close begins: long calls stop waiting
+	quitter sync.Once     // closes quit
 
 	mu     sync.Mutex        // guards scopes
 	scopes map[string]*Scope // by name
@@ -218,6 +220,7 @@ func open(opts Options, wall func() time.Time) (*Store, error) {
 		shards:        newShards(opts.Shards, rand.Uint64(), opts.CacheBytes),
 		scopes:        make(map[string]*Scope),
 		gcTurn:        make(chan struct{}, 1),
+		quit:          make(chan struct{}),
 		collectorDone: make(chan struct{}),
 	}
 	if ex, ok := be.(Exclusive); ok {
@@ -259,7 +262,8 @@ func open(opts Options, wall func() time.Time) (*Store, error) {
 // their outcome: they return [ErrClosed]. Close is safe to call more than
 // once and concurrently; later calls return ErrClosed.
 func (s *Store) Close() error {
-	s.stopCollector() // before taking the lock: a collection in progress needs it
+	s.quitter.Do(func() { close(s.quit) }) // before taking the lock, as for the collector
+	s.stopCollector()                      // before taking the lock: a collection in progress needs it
 	<-s.collectorDone
 	s.closing.Lock()
 	defer s.closing.Unlock()

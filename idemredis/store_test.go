@@ -20,6 +20,7 @@ import (
 	"github.com/idemkit/idem"
 	"github.com/idemkit/idem/idemhttp"
 	"github.com/idemkit/idem/idemredis"
+	"github.com/idemkit/idem/internal/adminapi"
 	"github.com/idemkit/idem/internal/redistest"
 )
 
@@ -451,7 +452,10 @@ func TestAdminHandlerOnRedis(t *testing.T) {
 	assert.Equal(t, "acct", info.Tenant)
 	assert.Equal(t, "completed", info.State)
 
-	resp, err = http.Post(srv.URL+"/delete?scope=orders&tenant=acct&key=k", "", nil)
+	del, err := http.NewRequest("POST", srv.URL+"/delete?scope=orders&tenant=acct&key=k", nil)
+	require.NoError(t, err)
+	del.Header.Set(adminapi.MutationHeader, adminapi.MutationValue) // as the idem CLI sends it
+	resp, err = http.DefaultClient.Do(del)
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusNoContent, resp.StatusCode)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
@@ -18,9 +19,18 @@ import (
 
 // badgerBackend is the embedded default backend.
 type badgerBackend struct {
+	// mu guards db and commits: held shared by every use of them (see
+	// engine), and exclusively while a failed Badger is reopened (mend).
+	mu       sync.RWMutex
 	db       *badger.DB
 	commits  *committer
+	fault    atomic.Pointer[error] // why Badger failed and must be reopened; nil: healthy
+	bo       badger.Options        // how db was opened, to open it again
+	log      *slog.Logger
+	closing  chan struct{}  // closed by close: mend stops
+	mending  sync.WaitGroup // mend, while it runs
 	dir      string
+	dirInfo  os.FileInfo // dir as opened: mend reopens Badger only there
 	inMemory bool
 	copyDir  string // a private copy opened instead of dir, removed by close
 
@@ -71,7 +81,8 @@ func openBadger(opts Options) (*badgerBackend, error) {
 		// not do. Do it on a private copy.
 		copyDir, err = copyStore(opts.Dir)
 		if err == nil {
-			db, err = openDB(bo.WithDir(copyDir).WithValueDir(copyDir).WithReadOnly(false))
+			bo = bo.WithDir(copyDir).WithValueDir(copyDir).WithReadOnly(false)
+			db, err = openDB(bo)
 			if err != nil {
 				_ = os.RemoveAll(copyDir)
 			}
@@ -89,7 +100,17 @@ func openBadger(opts Options) (*badgerBackend, error) {
 	if copyDir != "" {
 		dir = copyDir
 	}
-	b := &badgerBackend{db: db, commits: newCommitter(db), dir: dir, inMemory: opts.InMemory, copyDir: copyDir}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := &badgerBackend{db: db, bo: bo, log: log, closing: make(chan struct{}), dir: dir, inMemory: opts.InMemory, copyDir: copyDir}
+	b.commits = newCommitter(db, b.fail)
+	if !opts.InMemory {
+		if b.dirInfo, err = os.Stat(dir); err != nil {
+			return nil, errors.Join(err, b.close())
+		}
+	}
 	b.holds.init()
 	if opts.ReadOnly {
 		b.epoch, err = b.currentEpoch()
@@ -100,7 +121,7 @@ func openBadger(opts Options) (*badgerBackend, error) {
 		return nil, errors.Join(fmt.Errorf("idem: epoch: %w", err), b.close())
 	}
 	if !opts.ReadOnly {
-		b.keys.start(db)
+		b.keys.start(b)
 	}
 	return b, nil
 }
@@ -193,7 +214,7 @@ func lockHolder(dir string) string {
 // metadata. found is false when the key is absent or Badger has expired
 // it.
 func (b *badgerBackend) get(dst, key []byte) (value []byte, meta byte, found bool, err error) {
-	err = b.db.View(func(txn *badger.Txn) error {
+	err = b.view(func(txn *badger.Txn) error {
 		item, err := txn.Get(key)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
@@ -205,7 +226,7 @@ func (b *badgerBackend) get(dst, key []byte) (value []byte, meta byte, found boo
 		dst, err = item.ValueCopy(dst)
 		return err
 	})
-	return dst, meta, found, mapBadgerErr(err)
+	return dst, meta, found, err
 }
 
 func (b *badgerBackend) deleteAll(keys [][]byte) error {
@@ -213,7 +234,7 @@ func (b *badgerBackend) deleteAll(keys [][]byte) error {
 	for i, k := range keys {
 		changes[i] = change{key: k, delete: true}
 	}
-	return mapBadgerErr(b.commits.write(changes...))
+	return b.commit(changes...)
 }
 
 // sweep calls fn for up to limit records from start on, in key order,
@@ -223,7 +244,7 @@ func (b *badgerBackend) deleteAll(keys [][]byte) error {
 // the store's clock decides when one has expired.
 func (b *badgerBackend) sweep(start []byte, limit int, fn func(key, value []byte) error) ([]byte, error) {
 	var next []byte
-	err := b.db.View(func(txn *badger.Txn) error {
+	err := b.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{recordPrefix}})
 		defer it.Close()
 		n := 0
@@ -246,7 +267,7 @@ func (b *badgerBackend) sweep(start []byte, limit int, fn func(key, value []byte
 		}
 		return nil
 	})
-	return next, mapBadgerErr(err)
+	return next, err
 }
 
 // reclaim compacts the tree into its last level, where Badger drops
@@ -256,21 +277,24 @@ func (b *badgerBackend) reclaim(ctx context.Context) (int, error) {
 	if b.inMemory {
 		return 0, nil
 	}
-	if err := b.db.Flatten(1); err != nil {
-		return 0, mapBadgerErr(err)
-	}
 	rewrites := 0
-	for ctx.Err() == nil {
-		err := b.db.RunValueLogGC(0.5)
-		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
-			break
+	err := b.engine(func(db *badger.DB, _ *committer) error {
+		if err := db.Flatten(1); err != nil {
+			return mapBadgerErr(err)
 		}
-		if err != nil {
-			return rewrites, mapBadgerErr(err)
+		for ctx.Err() == nil {
+			err := db.RunValueLogGC(0.5)
+			if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
+				break
+			}
+			if err != nil {
+				return mapBadgerErr(err)
+			}
+			rewrites++
 		}
-		rewrites++
-	}
-	return rewrites, ctx.Err()
+		return ctx.Err()
+	})
+	return rewrites, err
 }
 
 // diskSize sums the sizes of the store's files. Value-log files are sparse
@@ -299,17 +323,20 @@ func dirSize(dir string) int64 {
 // scan calls fn for every live key with prefix, in key order, with its
 // value and user metadata, valid only during the call.
 func (b *badgerBackend) scan(prefix []byte, fn func(key, value []byte, meta byte) error) error {
-	return mapBadgerErr(b.db.View(func(txn *badger.Txn) error {
+	return b.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
+			if f := b.fault.Load(); f != nil {
+				return storageFault(*f) // let mend have the lock
+			}
 			item := it.Item()
 			if err := item.Value(func(v []byte) error { return fn(item.Key(), v, item.UserMeta()) }); err != nil {
 				return err
 			}
 		}
 		return nil
-	}))
+	})
 }
 
 func (b *badgerBackend) currentEpoch() (uint64, error) {
@@ -358,9 +385,16 @@ func readEpoch(txn *badger.Txn) (uint64, error) {
 }
 
 func (b *badgerBackend) close() error {
+	close(b.closing)
+	b.mending.Wait()
 	b.keys.stop()
-	b.commits.stop()
-	err := b.db.Close()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var err error
+	if b.db != nil { // nil: a failed Badger that mend closed and could not open again
+		b.commits.stop()
+		err = b.closeDB()
+	}
 	if b.copyDir != "" {
 		err = errors.Join(err, os.RemoveAll(b.copyDir))
 	}

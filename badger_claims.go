@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/dgraph-io/badger/v4"
 )
 
 // The Badger backend decides ownership in memory: the directory lock makes
@@ -270,9 +271,18 @@ func (b *badgerBackend) Close() error { return b.close() }
 // added to the presence filter once the commit has returned, also when it
 // failed (the write may have landed all the same).
 func (b *badgerBackend) write(ch change) error {
-	err := b.commits.write(ch)
+	err := b.commit(ch)
 	if !ch.delete {
 		b.keys.add(ch.key)
+	}
+	return err
+}
+
+// commit writes changes with the group committer (see engine).
+func (b *badgerBackend) commit(changes ...change) error {
+	err := b.engine(func(_ *badger.DB, c *committer) error { return c.write(changes...) })
+	if f := b.fault.Load(); err != nil && f != nil {
+		return storageFault(*f)
 	}
 	return mapBadgerErr(err)
 }

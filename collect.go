@@ -64,7 +64,9 @@ func (s *Store) gc(ctx context.Context, only []string) (GCStats, error) {
 	} else {
 		err = s.sweep(ctx, &stats)
 	}
-	if err == nil && s.local != nil {
+	// A compaction (Flatten) that cannot create its tables loses keys in
+	// Badger: no reclaiming while the directory cannot take a file.
+	if err == nil && s.local != nil && !s.disk.faulty() {
 		err = s.io(func(Backend) (err error) {
 			stats.ValueLogRewrites, err = s.local.reclaim(ctx)
 			return err

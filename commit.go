@@ -26,14 +26,21 @@ import (
 // each waits for its commit. Badger's conflict detection, which guards
 // read-modify-write races between transactions, has nothing to find, and
 // is off (see badgerOptions).
+//
+// A commit that fails stops the committer for good (see badger_mend.go):
+// Badger may be one write away from exiting the process. The writers
+// waiting for the next batch, and every later one, get
+// errCommitterFailed, and onFail hears of the failure once.
 type committer struct {
 	db      *badger.DB
+	onFail  func(error) error
 	running sync.WaitGroup // 1 while commits run, from the writer that starts them until no batch waits
 
-	mu     sync.Mutex // guards next, busy and closed
+	mu     sync.Mutex // guards next, busy, closed and failed
 	next   *batch     // changes waiting for the next commit
 	busy   bool       // a commit is running, and will see to next
 	closed bool
+	failed bool
 }
 
 // change is one write of a batch.
@@ -50,7 +57,9 @@ type batch struct {
 	err     error         // set before done is closed
 }
 
-func newCommitter(db *badger.DB) *committer { return &committer{db: db} }
+func newCommitter(db *badger.DB, onFail func(error) error) *committer {
+	return &committer{db: db, onFail: onFail}
+}
 
 // write commits changes together with whatever else is waiting, and
 // returns when they are durable (as durable as SyncWrites makes them).
@@ -59,6 +68,10 @@ func (c *committer) write(changes ...change) error {
 	if c.closed {
 		c.mu.Unlock()
 		return badger.ErrDBClosed
+	}
+	if c.failed {
+		c.mu.Unlock()
+		return errCommitterFailed
 	}
 	if c.next == nil {
 		c.next = &batch{done: make(chan struct{})}
@@ -81,13 +94,24 @@ func (c *committer) write(changes ...change) error {
 // run commits b, then the batches that gather meanwhile, one after the
 // other, each on a new goroutine.
 func (c *committer) run(b *batch) {
-	b.err = c.commit(b.changes)
+	err := c.commit(b.changes)
+	failed := err != nil && !errors.Is(err, badger.ErrDBClosed) && !errors.Is(err, badger.ErrBlockedWrites)
+	if failed {
+		err = c.onFail(err)
+	}
+	b.err = err
 	close(b.done)
 	c.mu.Lock()
 	next := c.next
 	c.next = nil
-	c.busy = next != nil
+	c.failed = c.failed || failed
+	c.busy = next != nil && !c.failed
 	c.mu.Unlock()
+	if next != nil && !c.busy {
+		next.err = errCommitterFailed
+		close(next.done)
+		next = nil
+	}
 	if next == nil {
 		c.running.Done()
 		return

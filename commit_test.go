@@ -16,7 +16,7 @@ func TestCommitterGroupsConcurrentWrites(t *testing.T) {
 	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
 	require.NoError(t, err)
 	defer db.Close()
-	c := newCommitter(db)
+	c := newCommitter(db, func(err error) error { return err })
 
 	const writers, each = 32, 50
 	var wg sync.WaitGroup
@@ -61,7 +61,7 @@ func TestCommitterSplitsOversizedBatches(t *testing.T) {
 		WithMemTableSize(1 << 20).WithValueThreshold(64 << 10))
 	require.NoError(t, err)
 	defer db.Close()
-	c := newCommitter(db)
+	c := newCommitter(db, func(err error) error { return err })
 	defer c.stop()
 	var wg sync.WaitGroup
 	value := make([]byte, 40<<10)
@@ -78,7 +78,7 @@ func TestCommitterStopWaitsForRunningCommits(t *testing.T) {
 	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
 	require.NoError(t, err)
 	defer db.Close()
-	c := newCommitter(db)
+	c := newCommitter(db, func(err error) error { return err })
 
 	var mu sync.Mutex
 	var acked [][]byte

@@ -1,7 +1,9 @@
 package idem
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"sync/atomic"
 	"time"
 )
@@ -10,47 +12,86 @@ import (
 // new keys when Options.MinFreeDisk is zero.
 const DefaultMinFreeDisk = 64 << 20
 
-// diskGuard refuses writes before the disk fills up. Badger writes through
-// memory-mapped files that it extends sparsely, so on a full file system a
-// write does not fail: the process is killed by SIGBUS. The guard keeps a
-// margin instead: new claims stop at min free bytes plus half the store's
-// own size, completions and deletions (which let a collection free space)
-// at half of that. The store's share is room for compactions, which go on
-// after writes stop and write their new tables before they delete the old
-// ones (without it, a 96 MiB file system still filled up in one run of
-// TestFullDisk out of eight).
+// diskGuard refuses writes before the store's directory can no longer
+// take them, because Badger does not fail such writes gracefully:
+//
+//   - A full disk: Badger writes through memory-mapped files that it
+//     extends sparsely, so on a full file system a write does not fail: the
+//     process is killed by SIGBUS. The guard keeps a margin instead: new
+//     claims stop at min free bytes plus half the store's own size,
+//     completions and deletions (which let a collection free space) at half
+//     of that. The store's share is room for compactions, which go on after
+//     writes stop and write their new tables before they delete the old
+//     ones (without it, a 96 MiB file system still filled up in one run of
+//     TestFullDisk out of eight).
+//   - A directory that cannot take a new file (read-only, deleted, no file
+//     descriptors or inodes left): Badger creates a file for each new
+//     memtable, and if that fails its next write exits the process. The
+//     guard creates and removes a file of its own at each look, and while
+//     that fails, writes get ErrStorageFault.
+//
+// It looks at most every guardInterval, on the goroutine of a caller that
+// asks; between looks, the last answer stands.
 type diskGuard struct {
 	dir     string
-	min     int64
-	checked atomic.Int64 // when free and used were last read, Unix nanoseconds
+	min     int64        // free bytes to keep; negative: space is not watched
+	checked atomic.Int64 // when the directory was last looked at, Unix nanoseconds
 	free    atomic.Int64
-	used    atomic.Int64 // bytes the store takes
+	used    atomic.Int64          // bytes the store takes
+	fault   atomic.Pointer[error] // why the directory cannot take a new file; nil: it can
 }
 
-// guardInterval is how often the free space is read at most.
+// guardInterval is how often the directory is looked at at most.
 const guardInterval = 50 * time.Millisecond
 
 func newDiskGuard(opts Options) *diskGuard {
-	if opts.InMemory || opts.ReadOnly || opts.MinFreeDisk < 0 {
+	if opts.InMemory || opts.ReadOnly {
 		return nil
 	}
-	free, ok := freeSpace(opts.Dir)
-	if !ok {
-		return nil
+	g := &diskGuard{dir: opts.Dir, min: opts.MinFreeDisk}
+	if g.min == 0 {
+		g.min = DefaultMinFreeDisk
 	}
-	min := opts.MinFreeDisk
-	if min == 0 {
-		min = DefaultMinFreeDisk
+	if _, ok := freeSpace(opts.Dir); !ok {
+		g.min = -1 // cannot be told here
 	}
-	g := &diskGuard{dir: opts.Dir, min: min}
-	g.free.Store(free) // concurrent first calls must never see an unread 0
-	g.used.Store(dirSize(opts.Dir))
+	g.look() // concurrent first calls must never see an unread 0
 	g.checked.Store(time.Now().UnixNano())
 	return g
 }
 
-// allow returns ErrDiskFull when less than the margin is free: min plus
-// half the store's size for a new claim (claim), half of that for anything
+// look reads the free space and the store's size, and tries to create a
+// file.
+func (g *diskGuard) look() {
+	if g.min >= 0 {
+		if free, ok := freeSpace(g.dir); ok {
+			g.free.Store(free)
+		}
+		g.used.Store(dirSize(g.dir))
+	}
+	if err := probe(g.dir); err != nil {
+		g.fault.Store(&err)
+	} else {
+		g.fault.Store(nil)
+	}
+}
+
+// probe creates a file in dir and removes it again.
+func probe(dir string) error {
+	f, err := os.CreateTemp(dir, ".idem-probe-*")
+	if err != nil {
+		return err
+	}
+	return errors.Join(f.Close(), os.Remove(f.Name()))
+}
+
+// faulty reports whether the directory could not take a file at the last
+// look.
+func (g *diskGuard) faulty() bool { return g != nil && g.fault.Load() != nil }
+
+// allow returns ErrStorageFault while the directory cannot take a new
+// file, and ErrDiskFull when less than the margin is free: min plus half
+// the store's size for a new claim (claim), half of that for anything
 // else.
 func (g *diskGuard) allow(claim bool) error {
 	if g == nil {
@@ -58,10 +99,13 @@ func (g *diskGuard) allow(claim bool) error {
 	}
 	now := time.Now().UnixNano()
 	if last := g.checked.Load(); now-last > int64(guardInterval) && g.checked.CompareAndSwap(last, now) {
-		if free, ok := freeSpace(g.dir); ok {
-			g.free.Store(free)
-		}
-		g.used.Store(dirSize(g.dir))
+		g.look()
+	}
+	if err := g.fault.Load(); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrStorageFault, g.dir, *err)
+	}
+	if g.min < 0 {
+		return nil
 	}
 	need := g.min + g.used.Load()/2
 	if !claim {

@@ -1,10 +1,13 @@
 package idem
 
 import (
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestDiskGuard(t *testing.T) {
@@ -24,8 +27,30 @@ func TestDiskGuard(t *testing.T) {
 	assert.ErrorIs(t, tight.allow(true), ErrDiskFull, "new keys stop at the margin")
 	assert.NoError(t, tight.allow(false), "completions go on down to half of it")
 
-	assert.Nil(t, newDiskGuard(Options{Dir: dir, MinFreeDisk: -1}))
+	off := newDiskGuard(Options{Dir: dir, MinFreeDisk: -1})
+	assert.Less(t, off.min, int64(0), "a negative MinFreeDisk turns the space check off")
+	assert.NoError(t, off.allow(true))
 	assert.Nil(t, newDiskGuard(Options{InMemory: true}))
 	var none *diskGuard
 	assert.NoError(t, none.allow(true))
+}
+
+// TestDiskGuardRefusesADirectoryThatCannotTakeAFile removes the store's
+// directory from under the guard, then puts it back: writes get
+// ErrStorageFault in between, and go on once it is back.
+func TestDiskGuardRefusesADirectoryThatCannotTakeAFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	g := newDiskGuard(Options{Dir: dir, MinFreeDisk: -1})
+	require.NoError(t, g.allow(true))
+	require.NoError(t, os.Remove(dir))
+	g.checked.Store(0) // look now
+	assert.ErrorIs(t, g.allow(true), ErrStorageFault)
+	assert.ErrorIs(t, g.allow(false), ErrStorageFault, "completions too")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	g.checked.Store(0)
+	assert.NoError(t, g.allow(true), "writes go on once the directory takes files again")
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "the probe leaves nothing behind")
 }

@@ -71,6 +71,14 @@ var (
 	// working, and writes resume once space is freed.
 	ErrDiskFull = errors.New("idem: disk nearly full")
 
+	// ErrStorageFault is returned by [Scope.Do] and [Scope.Claim] for a new
+	// key, and by [Claim.Complete] and [Claim.Fail], while the store's
+	// directory cannot take a new file: it was made read-only or deleted,
+	// or the process has no file descriptors (or the file system no
+	// inodes) left. Nothing is written; replays keep working, and writes
+	// resume once the fault clears.
+	ErrStorageFault = errors.New("idem: storage cannot take writes")
+
 	// ErrReadOnly is returned by every call that would write to a store
 	// opened with [Options.ReadOnly].
 	ErrReadOnly = errors.New("idem: store opened read-only")

@@ -29,7 +29,7 @@ import (
 // snapshot does not show adds its key after the commit, and that is after
 // the new filter was installed, since the snapshot is taken after that.
 type presence struct {
-	db      *badger.DB
+	b       *badgerBackend // whose Badger it scans
 	filters atomic.Pointer[filterSet]
 	closed  atomic.Bool // a scan stops early once set
 
@@ -49,8 +49,8 @@ type filterSet struct {
 var minFilterKeys = 1 << 20
 
 // start fills the first filter in the background.
-func (p *presence) start(db *badger.DB) {
-	p.db = db
+func (p *presence) start(b *badgerBackend) {
+	p.b = b
 	p.filters.Store(&filterSet{})
 	p.refresh()
 }
@@ -94,7 +94,7 @@ func (p *presence) refresh() {
 	if f.next != nil || p.stopped {
 		return
 	}
-	keys := max(minFilterKeys, 2*storedKeys(p.db))
+	keys := max(minFilterKeys, 2*p.b.storedKeys())
 	if f.cur != nil {
 		keys = max(keys, 2*int(f.cur.keys)) // grow: never refill over and over
 	}
@@ -107,7 +107,7 @@ func (p *presence) refresh() {
 // its capacity tries again).
 func (p *presence) refill() {
 	next := p.filters.Load().next
-	err := p.db.View(func(txn *badger.Txn) error {
+	err := p.b.view(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.PrefetchValues = false
 		it := txn.NewIterator(opts)
@@ -138,12 +138,15 @@ func (p *presence) stop() {
 }
 
 // storedKeys is Badger's count of the keys in its tables (versions and
-// deletions included; the memtables' are not).
-func storedKeys(db *badger.DB) int {
+// deletions included; the memtables' are not), or 0 if Badger has failed.
+func (b *badgerBackend) storedKeys() int {
 	n := 0
-	for _, t := range db.Tables() {
-		n += int(t.KeyCount)
-	}
+	_ = b.engine(func(db *badger.DB, _ *committer) error {
+		for _, t := range db.Tables() {
+			n += int(t.KeyCount)
+		}
+		return nil
+	})
 	return n
 }
 

@@ -184,7 +184,7 @@ func TestStorageFaults(t *testing.T) {
 					continue
 				}
 				assert.Equal(t, 100, report.after, "writes work again once the fault clears")
-				acked, lost := storedKeys(t, dir, report.acked)
+				acked, lost := countStored(t, dir, report.acked)
 				t.Logf("round %d: %d of %d acknowledged keys are no longer stored (lost by Badger)", round, lost, acked)
 			}
 		})
@@ -236,9 +236,9 @@ func runFaultChild(t *testing.T, kind, dir string) faultReport {
 	return r
 }
 
-// storedKeys reopens dir and counts the keys the child acknowledged, and
+// countStored reopens dir and counts the keys the child acknowledged, and
 // those of them that are not stored.
-func storedKeys(t *testing.T, dir string, acked []int) (keys, lost int) {
+func countStored(t *testing.T, dir string, acked []int) (keys, lost int) {
 	t.Helper()
 	ctx := testCtx(t)
 	st := openTest(t, Options{Dir: dir, GCInterval: -1, ReadOnly: true})

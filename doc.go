@@ -17,7 +17,9 @@
 //
 // [Scope.Claim] is the same check-and-set as a step of its own, for work
 // that does not fit in a function: the caller owns the key until it calls
-// [Claim.Complete], [Claim.Fail] or [Claim.Release].
+// [Claim.Complete], [Claim.Fail] or [Claim.Release], or hands the work to
+// [Claim.Run], which records its outcome exactly as Do does (Do and the
+// idemhttp middleware go through it).
 //
 // # Keys
 //
@@ -36,8 +38,11 @@
 // [*FailureError]. Any other error, or a panic, releases the key so that a
 // retry runs again. A result larger than the scope's MaxValueSize reaches
 // its caller, and retries get [ErrValueTooLarge] rather than a second run.
-// Every read checks the record's exact deadline against the store's clock
-// ([Options.Now]).
+// An outcome that cannot be stored leaves the key claimed, never released:
+// the work ran, so a retry runs again only under [OrphanRerun]. Every read
+// checks the record's exact deadline against the store's clock
+// ([Options.Now], or the backend's own clock: see [Clock]); retention is at
+// most [MaxTTL].
 //
 // # Concurrency
 //
@@ -57,7 +62,8 @@
 // beyond the cap gets [ErrScopeFull], and nothing live is ever evicted.
 // [Store.Stats] reports usage per scope and what the collector reclaimed.
 // New keys get [ErrDiskFull] when the file system runs low
-// ([Options.MinFreeDisk]), before Badger could fail on a full disk.
+// ([Options.MinFreeDisk]), before Badger could fail on a full disk, and
+// writes get [ErrStorageFault] while the directory cannot take a new file.
 //
 // # Operations
 //
@@ -71,7 +77,8 @@
 // A directory is used by one process at a time ([ErrLocked]). Every [Open]
 // starts a new epoch, so an in-progress record from an earlier one is known
 // to be orphaned by a process that died mid-work, without waiting for a
-// lease. A scope's [OrphanPolicy] decides what happens to it: run again
+// lease; a claim of the live process needs no lease, and holds however
+// long its work runs ([Exclusive]). A scope's [OrphanPolicy] decides what happens to it: run again
 // ([OrphanRerun], the default) or answer [ErrOutcomeUnknown] until the
 // record expires ([OrphanReport]). An acknowledged outcome survives the
 // process being killed; with [Options.SyncWrites] it also survives power
@@ -88,8 +95,10 @@
 // and its claim becomes an orphan once the lease lapses; an owner that
 // stalls past its lease and is taken over can no longer store its outcome
 // ([ErrLeaseLost]; [Claim.Token] is its fencing token). A duplicate on
-// another instance waits for the running call by polling the backend.
-// Replays may come from this process's cache for at most
+// another instance waits for the running call: woken when it finishes if
+// the backend is a [Watcher] (idemredis uses pub/sub), and polling the
+// backend otherwise. Records are dated by the backend's clock when it has
+// one ([Clock]). Replays may come from this process's cache for at most
 // [Options.CacheMaxAge]. Package backendtest checks a backend against the
 // contract.
 package idem

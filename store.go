@@ -91,7 +91,9 @@ type Options struct {
 	// to rewrite it): below that, new keys get ErrDiskFull (completions go
 	// on down to half of it). Badger cannot report a full disk as an error
 	// (its memory-mapped writes kill the process), so the store stops
-	// short of one. Zero means 64 MiB; negative turns the guard off.
+	// short of one. Zero means 64 MiB; negative turns this check off (the
+	// store still refuses writes while its directory cannot take a new
+	// file: see ErrStorageFault).
 	MinFreeDisk int64
 
 	// GCInterval is how often the background collector deletes expired

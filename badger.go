@@ -75,10 +75,11 @@ func openBadger(opts Options) (*badgerBackend, error) {
 		db, err = openDB(bo)
 	}
 	var copyDir string
-	if err != nil && opts.ReadOnly && (err == errEmptyValueLog || strings.Contains(err.Error(), "truncate required")) {
+	if err != nil && opts.ReadOnly && needsWritableOpen(err) {
 		// Killed mid-write: Badger must replay and truncate its log, or
-		// set up a log file it was creating, which a read-only open may
-		// not do. Do it on a private copy.
+		// set up a log file it was creating, or one it emptied but could
+		// not remove, which a read-only open may not do. Do it on a
+		// private copy.
 		copyDir, err = copyStore(opts.Dir)
 		if err == nil {
 			bo = bo.WithDir(copyDir).WithValueDir(copyDir).WithReadOnly(false)
@@ -127,6 +128,15 @@ func openBadger(opts Options) (*badgerBackend, error) {
 }
 
 var errEmptyValueLog = errors.New("idem: empty value log file")
+
+// needsWritableOpen reports whether a read-only Open failed on a log file
+// that only a writable Open sets right (see openBadger). Badger's errors
+// cannot be matched with errors.Is; their texts are stable.
+func needsWritableOpen(err error) bool {
+	return err == errEmptyValueLog ||
+		strings.Contains(err.Error(), "truncate required") ||
+		strings.Contains(err.Error(), "error while truncation")
+}
 
 // openDB opens Badger, mending what a process killed inside Badger's own
 // Open leaves behind: each Open creates a value log file, and one killed

@@ -253,3 +253,19 @@ func TestOpenAfterKillLeftAnEmptyValueLog(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenWithAnEmptiedMemtableLog opens a store in which Badger emptied a
+// memtable's log file but could not remove it (a failed unlink, as in a
+// read-only directory, leaves it so): both a writable and a read-only
+// Open see every record.
+func TestOpenWithAnEmptiedMemtableLog(t *testing.T) {
+	dir := closedStoreWithOneRecord(t)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "00099.mem"), nil, 0o644))
+	for _, readOnly := range []bool{true, false} {
+		st, err := Open(Options{Dir: dir, ReadOnly: readOnly, GCInterval: -1})
+		require.NoError(t, err, "read-only %v", readOnly)
+		_, err = st.Lookup(testCtx(t), "s", "", "k")
+		assert.NoError(t, err)
+		require.NoError(t, st.Close())
+	}
+}

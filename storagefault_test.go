@@ -241,7 +241,7 @@ func runFaultChild(t *testing.T, kind, dir string) faultReport {
 func countStored(t *testing.T, dir string, acked []int) (keys, lost int) {
 	t.Helper()
 	ctx := testCtx(t)
-	st := openTest(t, Options{Dir: dir, GCInterval: -1, ReadOnly: true})
+	st := openTest(t, Options{Dir: dir, GCInterval: -1})
 	sc := scopeTest(t, st, "s", ScopeOptions{})
 	for g, n := range acked {
 		for i := range n {

@@ -4,16 +4,12 @@ package idem
 
 import (
 	"bufio"
-	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,44 +38,12 @@ func TestDiskFillChild(t *testing.T) {
 		os.Exit(1)
 	}
 	sc, _ := st.Scope("s", ScopeOptions{})
-	ctx := context.Background()
-	value := make([]byte, 2048)
-	var acked, full, other atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				_, err := sc.Do(ctx, fmt.Sprint(g, "-", i), nil, func(context.Context) ([]byte, error) { return value, nil })
-				switch {
-				case err == nil:
-					acked.Add(1)
-				case errors.Is(err, ErrDiskFull):
-					full.Add(1)
-					time.Sleep(time.Millisecond)
-				default:
-					other.Add(1)
-					time.Sleep(time.Millisecond)
-				}
-			}
-		})
-	}
+	w := startKeyWriters(sc, ErrDiskFull)
 	fmt.Println("writing")
 	_, _ = bufio.NewReader(os.Stdin).ReadString('\n') // the parent has filled the disk and emptied it again
-	close(stop)
-	wg.Wait()
-	after := 0
-	for i := range 100 {
-		if _, err := sc.Do(ctx, fmt.Sprint("after-", i), nil, func(context.Context) ([]byte, error) { return value, nil }); err == nil {
-			after++
-		}
-	}
-	fmt.Println("acked", acked.Load(), "full", full.Load(), "other", other.Load(), "after", after)
+	w.stop()
+	after := storeNewKeys(sc, "after-", 100)
+	fmt.Println("acked", w.acked, "full", w.expected.Load(), "other", w.others.Load(), "after", after)
 	_ = st.Close()
 }
 

@@ -2,7 +2,10 @@ package idem
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,4 +67,63 @@ func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// keyWriters are four goroutines that store new keys of 2 KiB in sc as
+// fast as they can, each retrying a key until it is stored, so that
+// goroutine g's stored keys are "g-0" to "g-(n-1)", counting the failures
+// that match expect, and the others.
+type keyWriters struct {
+	stopping chan struct{}
+	wg       sync.WaitGroup
+	acked    [4]int
+	expected atomic.Int64
+	others   atomic.Int64
+	other    atomic.Pointer[error] // the last other failure
+}
+
+func startKeyWriters(sc *Scope, expect error) *keyWriters {
+	w := &keyWriters{stopping: make(chan struct{})}
+	value := make([]byte, 2048)
+	for g := range w.acked {
+		w.wg.Go(func() {
+			for {
+				select {
+				case <-w.stopping:
+					return
+				default:
+				}
+				_, err := sc.Do(context.Background(), fmt.Sprint(g, "-", w.acked[g]), nil, func(context.Context) ([]byte, error) { return value, nil })
+				switch {
+				case err == nil:
+					w.acked[g]++
+					continue
+				case errors.Is(err, expect):
+					w.expected.Add(1)
+				default:
+					w.others.Add(1)
+					w.other.Store(&err)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+	return w
+}
+
+// stop ends the writers and waits for them.
+func (w *keyWriters) stop() {
+	close(w.stopping)
+	w.wg.Wait()
+}
+
+// storeNewKeys stores n new keys in sc and returns how many were stored.
+func storeNewKeys(sc *Scope, prefix string, n int) int {
+	stored := 0
+	for i := range n {
+		if _, err := sc.Do(context.Background(), fmt.Sprint(prefix, i), nil, func(context.Context) ([]byte, error) { return []byte("v"), nil }); err == nil {
+			stored++
+		}
+	}
+	return stored
 }

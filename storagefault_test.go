@@ -2,7 +2,6 @@ package idem
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,8 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,36 +54,7 @@ func TestStorageFaultChild(t *testing.T) {
 		fail("open: %v", err)
 	}
 	sc, _ := st.Scope("s", ScopeOptions{})
-	ctx := context.Background()
-	value := make([]byte, 2048)
-	var faults, others atomic.Int64
-	var other atomic.Pointer[error]
-	stop := make(chan struct{})
-	acked := make([]int, 4)
-	var wg sync.WaitGroup
-	for g := range acked {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				_, err := sc.Do(ctx, fmt.Sprint(g, "-", acked[g]), nil, func(context.Context) ([]byte, error) { return value, nil })
-				switch {
-				case err == nil:
-					acked[g]++
-				case errors.Is(err, ErrStorageFault):
-					faults.Add(1)
-					time.Sleep(time.Millisecond)
-				default:
-					others.Add(1)
-					other.Store(&err)
-					time.Sleep(time.Millisecond)
-				}
-			}
-		})
-	}
+	w := startKeyWriters(sc, ErrStorageFault)
 	time.Sleep(time.Second)
 	var held []*os.File
 	switch kind {
@@ -122,20 +90,14 @@ func TestStorageFaultChild(t *testing.T) {
 		}
 	}
 	time.Sleep(2 * time.Second) // time to mend
-	close(stop)
-	wg.Wait()
-	after := 0
-	for i := range 100 {
-		if _, err := sc.Do(ctx, fmt.Sprint("after-", i), nil, func(context.Context) ([]byte, error) { return value, nil }); err == nil {
-			after++
-		}
-	}
-	for g, n := range acked {
+	w.stop()
+	after := storeNewKeys(sc, "after-", 100)
+	for g, n := range w.acked {
 		fmt.Println("acked", g, n)
 	}
-	fmt.Println("faults", faults.Load())
-	if e := other.Load(); e != nil {
-		fmt.Println("other", others.Load(), strconv.Quote((*e).Error()))
+	fmt.Println("faults", w.expected.Load())
+	if e := w.other.Load(); e != nil {
+		fmt.Println("other", w.others.Load(), strconv.Quote((*e).Error()))
 	}
 	fmt.Println("after", after)
 	if err := st.Close(); err != nil && kind != faultDeleted {

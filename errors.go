@@ -3,19 +3,21 @@ package idem
 import (
 	"errors"
 	"fmt"
+
+	"github.com/idemkit/idem/backend"
 )
 
 var (
 	// ErrClosed is returned by every call on a [Store] (and its scopes and
 	// claims) after [Store.Close].
-	ErrClosed = errors.New("idem: store closed")
+	ErrClosed = backend.ErrClosed
 
 	// ErrLocked is returned by [Open] when another process, or another Store
 	// in this process, holds the directory.
-	ErrLocked = errors.New("idem: directory in use")
+	ErrLocked = backend.ErrLocked
 
 	// ErrInvalidOptions is returned by [Open] for an unusable [Options] value.
-	ErrInvalidOptions = errors.New("idem: invalid options")
+	ErrInvalidOptions = backend.ErrInvalidOptions
 
 	// ErrInvalidScope is returned by [Store.Scope] for a bad scope name or
 	// [ScopeOptions], and by the calls of a tenant view built with a bad
@@ -69,7 +71,7 @@ var (
 	// has less free space than [Options.MinFreeDisk] plus half the store's
 	// size (half of that for completions). Nothing is written; replays keep
 	// working, and writes resume once space is freed.
-	ErrDiskFull = errors.New("idem: disk nearly full")
+	ErrDiskFull = backend.ErrDiskFull
 
 	// ErrStorageFault is returned by [Scope.Do] and [Scope.Claim] for a new
 	// key, and by [Claim.Complete] and [Claim.Fail], while the store's
@@ -77,7 +79,7 @@ var (
 	// or the process has no file descriptors (or the file system no
 	// inodes) left. Nothing is written; replays keep working, and writes
 	// resume once the fault clears.
-	ErrStorageFault = errors.New("idem: storage cannot take writes")
+	ErrStorageFault = backend.ErrStorageFault
 
 	// ErrReadOnly is returned by every call that would write to a store
 	// opened with [Options.ReadOnly].
@@ -85,7 +87,7 @@ var (
 
 	// ErrCorrupt is returned when a stored record cannot be decoded. Only
 	// the affected key is concerned.
-	ErrCorrupt = errors.New("idem: corrupt record")
+	ErrCorrupt = backend.ErrCorrupt
 )
 
 // errNilContext is returned by every call that takes a context when it is

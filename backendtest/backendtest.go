@@ -1,9 +1,9 @@
-// Package backendtest checks that an [idem.Backend] keeps the contract the
+// Package backendtest checks that a [backend.Backend] keeps the contract the
 // store relies on, in the spirit of testing/slogtest: call [Run] from a
 // test of the implementation.
 //
 //	func TestConformance(t *testing.T) {
-//		backendtest.Run(t, func(t *testing.T) idem.Backend {
+//		backendtest.Run(t, func(t *testing.T) backend.Backend {
 //			return newMyBackend(t) // empty, or holding no key the suite uses
 //		})
 //	}
@@ -24,15 +24,15 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/idemkit/idem"
+	"github.com/idemkit/idem/backend"
 )
 
 // Run runs the whole contract against backends made by newBackend, one
 // per subtest. Run closes them.
-func Run(t *testing.T, newBackend func(t *testing.T) idem.Backend) {
+func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend) {
 	tests := []struct {
 		name string
-		fn   func(*testing.T, idem.Backend)
+		fn   func(*testing.T, backend.Backend)
 	}{
 		{"ClaimNewKey", testClaimNewKey},
 		{"ClaimHeldKey", testClaimHeldKey},
@@ -58,22 +58,22 @@ func Run(t *testing.T, newBackend func(t *testing.T) idem.Backend) {
 }
 
 // request is a claim request with the suite's defaults.
-func request(value string) idem.ClaimRequest {
-	return idem.ClaimRequest{Value: []byte(value), Lease: time.Minute, TTL: time.Hour}
+func request(value string) backend.ClaimRequest {
+	return backend.ClaimRequest{Value: []byte(value), Lease: time.Minute, TTL: time.Hour}
 }
 
 // key makes a test key; the bytes before name are ones that key encodings
 // (hash tags, glob patterns, separators) must survive.
 func key(name string) []byte { return []byte("\x01k{*}\x00]?[\\" + name) }
 
-func claim(t *testing.T, be idem.Backend, k []byte, req idem.ClaimRequest) idem.ClaimResult {
+func claim(t *testing.T, be backend.Backend, k []byte, req backend.ClaimRequest) backend.ClaimResult {
 	t.Helper()
 	res, err := be.Claim(context.Background(), k, req)
 	require.NoError(t, err)
 	return res
 }
 
-func get(t *testing.T, be idem.Backend, k []byte) (idem.Entry, bool) {
+func get(t *testing.T, be backend.Backend, k []byte) (backend.Entry, bool) {
 	t.Helper()
 	e, found, err := be.Get(context.Background(), k)
 	require.NoError(t, err)
@@ -81,13 +81,13 @@ func get(t *testing.T, be idem.Backend, k []byte) (idem.Entry, bool) {
 }
 
 // own claims k, which must be free, and returns the owner.
-func own(t *testing.T, be idem.Backend, k []byte, req idem.ClaimRequest) uint64 {
+func own(t *testing.T, be backend.Backend, k []byte, req backend.ClaimRequest) uint64 {
 	t.Helper()
 	return ownToken(t, be, k, req).Owner
 }
 
 // ownToken claims k, which must be free, and returns the claim.
-func ownToken(t *testing.T, be idem.Backend, k []byte, req idem.ClaimRequest) idem.ClaimResult {
+func ownToken(t *testing.T, be backend.Backend, k []byte, req backend.ClaimRequest) backend.ClaimResult {
 	t.Helper()
 	res := claim(t, be, k, req)
 	require.NotZero(t, res.Owner, "a free key is claimed")
@@ -107,7 +107,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func testClaimNewKey(t *testing.T, be idem.Backend) {
+func testClaimNewKey(t *testing.T, be backend.Backend) {
 	k := key("new")
 	_, found := get(t, be, k)
 	require.False(t, found)
@@ -116,13 +116,13 @@ func testClaimNewKey(t *testing.T, be idem.Backend) {
 	assert.False(t, res.Found)
 	e, found := get(t, be, k)
 	require.True(t, found)
-	assert.Equal(t, idem.Entry{Value: []byte("claim"), Owner: res.Owner}, e)
+	assert.Equal(t, backend.Entry{Value: []byte("claim"), Owner: res.Owner}, e)
 }
 
-func testClaimHeldKey(t *testing.T, be idem.Backend) {
+func testClaimHeldKey(t *testing.T, be backend.Backend) {
 	k := key("held")
 	owner := own(t, be, k, request("first"))
-	for _, req := range []idem.ClaimRequest{
+	for _, req := range []backend.ClaimRequest{
 		request("second"),
 		{Value: []byte("second"), Lease: time.Minute, TTL: time.Hour, Takeover: true},
 		{Value: []byte("second"), Lease: time.Minute, TTL: time.Hour, Stale: []byte("first")},
@@ -130,35 +130,35 @@ func testClaimHeldKey(t *testing.T, be idem.Backend) {
 		res := claim(t, be, k, req)
 		assert.Zero(t, res.Owner, "a live claim is never replaced")
 		assert.True(t, res.Found)
-		assert.Equal(t, idem.Entry{Value: []byte("first"), Owner: owner}, res.Prev)
+		assert.Equal(t, backend.Entry{Value: []byte("first"), Owner: owner}, res.Prev)
 	}
 }
 
-func testComplete(t *testing.T, be idem.Backend) {
+func testComplete(t *testing.T, be backend.Backend) {
 	ctx := context.Background()
 	k := key("complete")
 	owner := own(t, be, k, request("claim"))
-	assert.ErrorIs(t, be.Complete(ctx, k, owner+1, []byte("wrong"), time.Hour), idem.ErrLeaseLost)
+	assert.ErrorIs(t, be.Complete(ctx, k, owner+1, []byte("wrong"), time.Hour), backend.ErrLeaseLost)
 	e, _ := get(t, be, k)
 	assert.Equal(t, "claim", string(e.Value), "a refused completion changes nothing")
 
 	require.NoError(t, be.Complete(ctx, k, owner, []byte("result"), time.Hour))
 	e, found := get(t, be, k)
 	require.True(t, found)
-	assert.Equal(t, idem.Entry{Value: []byte("result")}, e, "finished: no owner")
+	assert.Equal(t, backend.Entry{Value: []byte("result")}, e, "finished: no owner")
 
-	res := claim(t, be, k, idem.ClaimRequest{Value: []byte("again"), Lease: time.Minute, TTL: time.Hour, Takeover: true})
+	res := claim(t, be, k, backend.ClaimRequest{Value: []byte("again"), Lease: time.Minute, TTL: time.Hour, Takeover: true})
 	assert.Zero(t, res.Owner, "a finished entry is never taken over")
-	assert.Equal(t, idem.Entry{Value: []byte("result")}, res.Prev)
-	assert.ErrorIs(t, be.Complete(ctx, k, owner, []byte("twice"), time.Hour), idem.ErrLeaseLost)
-	assert.ErrorIs(t, be.Release(ctx, k, owner), idem.ErrLeaseLost)
-	assert.ErrorIs(t, be.Renew(ctx, k, owner, time.Minute), idem.ErrLeaseLost)
+	assert.Equal(t, backend.Entry{Value: []byte("result")}, res.Prev)
+	assert.ErrorIs(t, be.Complete(ctx, k, owner, []byte("twice"), time.Hour), backend.ErrLeaseLost)
+	assert.ErrorIs(t, be.Release(ctx, k, owner), backend.ErrLeaseLost)
+	assert.ErrorIs(t, be.Renew(ctx, k, owner, time.Minute), backend.ErrLeaseLost)
 	e, _ = get(t, be, k)
 	assert.Equal(t, "result", string(e.Value))
-	assert.ErrorIs(t, be.Complete(ctx, key("absent"), owner, []byte("x"), time.Hour), idem.ErrLeaseLost)
+	assert.ErrorIs(t, be.Complete(ctx, key("absent"), owner, []byte("x"), time.Hour), backend.ErrLeaseLost)
 }
 
-func testRelease(t *testing.T, be idem.Backend) {
+func testRelease(t *testing.T, be backend.Backend) {
 	ctx := context.Background()
 	for _, volatile := range []bool{false, true} {
 		k := key(fmt.Sprint("release-", volatile))
@@ -166,23 +166,23 @@ func testRelease(t *testing.T, be idem.Backend) {
 		req.Volatile = volatile
 		first := ownToken(t, be, k, req)
 		owner := first.Owner
-		assert.ErrorIs(t, be.Release(ctx, k, owner+1), idem.ErrLeaseLost)
+		assert.ErrorIs(t, be.Release(ctx, k, owner+1), backend.ErrLeaseLost)
 		require.NoError(t, be.Release(ctx, k, owner))
 		_, found := get(t, be, k)
 		assert.False(t, found, "a released key is free")
 		next := ownToken(t, be, k, req)
 		assert.NotEqual(t, owner, next.Owner)
 		assert.Greater(t, next.Token, first.Token, "the next owner's token is greater")
-		assert.ErrorIs(t, be.Release(ctx, k, owner), idem.ErrLeaseLost, "the old owner holds nothing")
+		assert.ErrorIs(t, be.Release(ctx, k, owner), backend.ErrLeaseLost, "the old owner holds nothing")
 	}
 }
 
-func testRenewAndTakeover(t *testing.T, be idem.Backend) {
+func testRenewAndTakeover(t *testing.T, be backend.Backend) {
 	ctx := context.Background()
 	k := key("takeover")
 	first := ownToken(t, be, k, request("first"))
 	owner := first.Owner
-	assert.ErrorIs(t, be.Renew(ctx, k, owner+1, time.Minute), idem.ErrLeaseLost)
+	assert.ErrorIs(t, be.Renew(ctx, k, owner+1, time.Minute), backend.ErrLeaseLost)
 	require.NoError(t, be.Renew(ctx, k, owner, time.Minute))
 	e, _ := get(t, be, k)
 	assert.False(t, e.Lapsed)
@@ -203,23 +203,23 @@ func testRenewAndTakeover(t *testing.T, be idem.Backend) {
 	assert.NotEqual(t, owner, res.Owner)
 	assert.Greater(t, res.Token, first.Token, "tokens increase from owner to owner")
 	assert.True(t, res.Found)
-	assert.Equal(t, idem.Entry{Value: []byte("first"), Owner: owner, Lapsed: true}, res.Prev, "the orphan it replaced")
+	assert.Equal(t, backend.Entry{Value: []byte("first"), Owner: owner, Lapsed: true}, res.Prev, "the orphan it replaced")
 
 	// Fencing: the first owner, back from a pause, can change nothing.
-	assert.ErrorIs(t, be.Complete(ctx, k, owner, []byte("stale"), time.Hour), idem.ErrLeaseLost)
-	assert.ErrorIs(t, be.Release(ctx, k, owner), idem.ErrLeaseLost)
-	assert.ErrorIs(t, be.Renew(ctx, k, owner, time.Minute), idem.ErrLeaseLost)
+	assert.ErrorIs(t, be.Complete(ctx, k, owner, []byte("stale"), time.Hour), backend.ErrLeaseLost)
+	assert.ErrorIs(t, be.Release(ctx, k, owner), backend.ErrLeaseLost)
+	assert.ErrorIs(t, be.Renew(ctx, k, owner, time.Minute), backend.ErrLeaseLost)
 	e, _ = get(t, be, k)
-	assert.Equal(t, idem.Entry{Value: []byte("second"), Owner: res.Owner}, e)
+	assert.Equal(t, backend.Entry{Value: []byte("second"), Owner: res.Owner}, e)
 	require.NoError(t, be.Complete(ctx, k, res.Owner, []byte("result"), time.Hour))
 	e, _ = get(t, be, k)
 	assert.Equal(t, "result", string(e.Value))
 }
 
 // testLeaseLapses checks that a claim nobody renews lapses after its
-// lease, or, on an [idem.Exclusive] backend, that it never does.
-func testLeaseLapses(t *testing.T, be idem.Backend) {
-	if _, ok := be.(idem.Exclusive); ok {
+// lease, or, on a [backend.Exclusive] backend, that it never does.
+func testLeaseLapses(t *testing.T, be backend.Backend) {
+	if _, ok := be.(backend.Exclusive); ok {
 		testHeldClaimsLast(t, be)
 		return
 	}
@@ -244,15 +244,15 @@ func testLeaseLapses(t *testing.T, be idem.Backend) {
 	})
 	require.NoError(t, be.Complete(ctx, k, owner, []byte("late"), time.Hour), "a lapsed owner nobody replaced may complete")
 	e, _ = get(t, be, k)
-	assert.Equal(t, idem.Entry{Value: []byte("late")}, e)
+	assert.Equal(t, backend.Entry{Value: []byte("late")}, e)
 }
 
 // testHeldClaimsLast checks that the claims of an exclusive backend stay
 // held past their lease and their TTL, however long the work runs, until
 // their owner ends them.
-func testHeldClaimsLast(t *testing.T, be idem.Backend) {
+func testHeldClaimsLast(t *testing.T, be backend.Backend) {
 	ctx := context.Background()
-	claims := map[string]idem.ClaimRequest{}
+	claims := map[string]backend.ClaimRequest{}
 	for _, volatile := range []bool{false, true} {
 		req := request("claim")
 		req.Lease, req.TTL, req.Volatile = 20*time.Millisecond, 50*time.Millisecond, volatile
@@ -267,17 +267,17 @@ func testHeldClaimsLast(t *testing.T, be idem.Backend) {
 		k := key(name)
 		e, found := get(t, be, k)
 		require.True(t, found, "%s: a held claim does not expire", name)
-		assert.Equal(t, idem.Entry{Value: []byte("claim"), Owner: owners[name]}, e, "%s: nor lapse", name)
+		assert.Equal(t, backend.Entry{Value: []byte("claim"), Owner: owners[name]}, e, "%s: nor lapse", name)
 		req.Takeover, req.Stale = true, []byte("claim")
 		res := claim(t, be, k, req)
 		assert.Zero(t, res.Owner, "%s: a held claim is never taken over", name)
 		require.NoError(t, be.Complete(ctx, k, owners[name], []byte("late"), time.Hour), name)
 		e, _ = get(t, be, k)
-		assert.Equal(t, idem.Entry{Value: []byte("late")}, e, name)
+		assert.Equal(t, backend.Entry{Value: []byte("late")}, e, name)
 	}
 }
 
-func testStale(t *testing.T, be idem.Backend) {
+func testStale(t *testing.T, be backend.Backend) {
 	ctx := context.Background()
 	k := key("stale")
 	owner := own(t, be, k, request("claim"))
@@ -291,9 +291,9 @@ func testStale(t *testing.T, be idem.Backend) {
 	req.Stale = []byte("old")
 	res = claim(t, be, k, req)
 	require.NotZero(t, res.Owner)
-	assert.Equal(t, idem.Entry{Value: []byte("old")}, res.Prev)
+	assert.Equal(t, backend.Entry{Value: []byte("old")}, res.Prev)
 	e, _ := get(t, be, k)
-	assert.Equal(t, idem.Entry{Value: []byte("new"), Owner: res.Owner}, e)
+	assert.Equal(t, backend.Entry{Value: []byte("new"), Owner: res.Owner}, e)
 
 	require.NoError(t, be.Renew(ctx, k, res.Owner, 0))
 	req = request("newer")
@@ -302,7 +302,7 @@ func testStale(t *testing.T, be idem.Backend) {
 	assert.NotZero(t, res.Owner, "a lapsed entry is replaced when Stale matches")
 }
 
-func testVolatile(t *testing.T, be idem.Backend) {
+func testVolatile(t *testing.T, be backend.Backend) {
 	ctx := context.Background()
 	k := key("volatile")
 	req := request("claim")
@@ -313,22 +313,22 @@ func testVolatile(t *testing.T, be idem.Backend) {
 	assert.Equal(t, owner, res.Prev.Owner)
 	require.NoError(t, be.Complete(ctx, k, owner, []byte("result"), time.Hour))
 	e, _ := get(t, be, k)
-	assert.Equal(t, idem.Entry{Value: []byte("result")}, e)
+	assert.Equal(t, backend.Entry{Value: []byte("result")}, e)
 }
 
 // testExpiry checks that a finished entry and a claim nobody renews are
-// gone after their TTL, or, on an [idem.Exclusive] backend, that entries
+// gone after their TTL, or, on a [backend.Exclusive] backend, that entries
 // stay until they are deleted.
-func testExpiry(t *testing.T, be idem.Backend) {
+func testExpiry(t *testing.T, be backend.Backend) {
 	ctx := context.Background()
 	done, claimed := key("expires-done"), key("expires-claim")
 	owner := own(t, be, done, request("claim"))
 	require.NoError(t, be.Complete(ctx, done, owner, []byte("result"), 50*time.Millisecond))
-	if _, ok := be.(idem.Exclusive); ok {
+	if _, ok := be.(backend.Exclusive); ok {
 		time.Sleep(100 * time.Millisecond)
 		e, found := get(t, be, done)
 		require.True(t, found, "an exclusive backend keeps entries past their TTL: the store's clock decides")
-		assert.Equal(t, idem.Entry{Value: []byte("result")}, e)
+		assert.Equal(t, backend.Entry{Value: []byte("result")}, e)
 		return
 	}
 	req := request("claim")
@@ -340,13 +340,13 @@ func testExpiry(t *testing.T, be idem.Backend) {
 			return !found
 		})
 		var seen int
-		require.NoError(t, be.Scan(ctx, k, func([]byte, idem.Entry) error { seen++; return nil }))
+		require.NoError(t, be.Scan(ctx, k, func([]byte, backend.Entry) error { seen++; return nil }))
 		assert.Zero(t, seen, "Scan skips expired entries")
 		assert.NotZero(t, own(t, be, k, request("again")), "an expired key is free")
 	}
 }
 
-func testDelete(t *testing.T, be idem.Backend) {
+func testDelete(t *testing.T, be backend.Backend) {
 	ctx := context.Background()
 	done, held := key("delete-done"), key("delete-held")
 	owner := own(t, be, done, request("claim"))
@@ -357,12 +357,12 @@ func testDelete(t *testing.T, be idem.Backend) {
 		_, found := get(t, be, k)
 		assert.False(t, found)
 	}
-	assert.ErrorIs(t, be.Complete(ctx, held, owner, []byte("late"), time.Hour), idem.ErrLeaseLost,
+	assert.ErrorIs(t, be.Complete(ctx, held, owner, []byte("late"), time.Hour), backend.ErrLeaseLost,
 		"the owner of a deleted claim holds nothing")
 	require.NoError(t, be.Delete(ctx, key("delete-absent")), "deleting an absent key is not an error")
 }
 
-func testScan(t *testing.T, be idem.Backend) {
+func testScan(t *testing.T, be backend.Backend) {
 	ctx := context.Background()
 	want := map[string]string{}
 	for i := range 300 {
@@ -379,7 +379,7 @@ func testScan(t *testing.T, be idem.Backend) {
 		own(t, be, append(key("scan-b"), fmt.Sprint(i)...), request("other"))
 	}
 	got := map[string]string{}
-	err := be.Scan(ctx, key("scan-a"), func(k []byte, e idem.Entry) error {
+	err := be.Scan(ctx, key("scan-a"), func(k []byte, e backend.Entry) error {
 		got[string(k)] = string(e.Value)
 		return nil
 	})
@@ -388,7 +388,7 @@ func testScan(t *testing.T, be idem.Backend) {
 
 	stop := fmt.Errorf("stop")
 	n := 0
-	err = be.Scan(ctx, key("scan-"), func([]byte, idem.Entry) error {
+	err = be.Scan(ctx, key("scan-"), func([]byte, backend.Entry) error {
 		n++
 		return stop
 	})
@@ -396,7 +396,7 @@ func testScan(t *testing.T, be idem.Backend) {
 	assert.Equal(t, 1, n, "and stops at it")
 }
 
-func testValues(t *testing.T, be idem.Backend) {
+func testValues(t *testing.T, be backend.Backend) {
 	ctx := context.Background()
 	all := make([]byte, 256)
 	for i := range all {
@@ -425,7 +425,7 @@ func testValues(t *testing.T, be idem.Backend) {
 // testClaimStorm has many goroutines claim the same keys at once: each key
 // gets exactly one owner and one completion, whatever the interleaving,
 // also when owners release and the others try again.
-func testClaimStorm(t *testing.T, be idem.Backend) {
+func testClaimStorm(t *testing.T, be backend.Backend) {
 	ctx := context.Background()
 	const keys, workers = 20, 16
 	for i := range keys {
@@ -478,6 +478,6 @@ func testClaimStorm(t *testing.T, be idem.Backend) {
 		assert.True(t, slices.IsSorted(tokens), "key %d: tokens increase: %v", i, tokens)
 		assert.NotContains(t, tokens, uint64(0), "key %d: tokens are never 0", i)
 		e, _ := get(t, be, k)
-		assert.Equal(t, idem.Entry{Value: []byte("done")}, e)
+		assert.Equal(t, backend.Entry{Value: []byte("done")}, e)
 	}
 }

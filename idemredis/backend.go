@@ -1,4 +1,4 @@
-// Package idemredis is an [idem.Backend] on Redis 7.0 or later (or
+// Package idemredis is a [backend.Backend] on Redis 7.0 or later (or
 // Valkey), for a service that runs several instances: a retry that lands
 // on another instance finds the key claimed or its result stored, and a
 // duplicate arriving there while the first call runs waits for its result
@@ -15,8 +15,8 @@
 // the store renews while the work runs, and a fencing token read from that
 // clock. An
 // instance that dies stops renewing: once its lease lapses, its claim is an
-// orphan ([idem.OrphanPolicy]). An owner that lost its key (paused past its
-// lease, then taken over) can no longer complete it: [idem.ErrLeaseLost].
+// orphan ([github.com/idemkit/idem.OrphanPolicy]). An owner that lost its key (paused past its
+// lease, then taken over) can no longer complete it: [backend.ErrLeaseLost].
 // Records expire with Redis TTLs, so Redis needs no collector, and the
 // store dates them by the server's clock too ([Backend.Now]): an instance
 // whose own clock is wrong neither shortens nor lengthens a record's
@@ -43,7 +43,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/idemkit/idem"
+	"github.com/idemkit/idem/backend"
 )
 
 // Options configures [New].
@@ -54,7 +54,7 @@ type Options struct {
 	Prefix string
 }
 
-// Backend is an [idem.Backend] on Redis. It is safe for concurrent use.
+// Backend is a [backend.Backend] on Redis. It is safe for concurrent use.
 type Backend struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -68,32 +68,32 @@ type Backend struct {
 // New returns a backend that keeps its records in rdb: a Client (also a
 // failover client, for Sentinel) or a ClusterClient. Calls made at the
 // same time share pipelines (round trips) to the server. The client stays
-// the caller's: Close (which [idem.Store.Close] calls) ends the backend's
+// the caller's: Close (which [github.com/idemkit/idem.Store.Close] calls) ends the backend's
 // goroutines but does not close the client.
 func New(rdb redis.UniversalClient, opts Options) (*Backend, error) {
 	if opts.Prefix == "" {
 		opts.Prefix = "idem:"
 	}
 	if strings.ContainsAny(opts.Prefix, "{}") {
-		return nil, fmt.Errorf("%w: idemredis prefix %q contains a brace", idem.ErrInvalidOptions, opts.Prefix)
+		return nil, fmt.Errorf("%w: idemredis prefix %q contains a brace", backend.ErrInvalidOptions, opts.Prefix)
 	}
 	switch rdb.(type) {
 	case nil:
-		return nil, fmt.Errorf("%w: idemredis needs a client", idem.ErrInvalidOptions)
+		return nil, fmt.Errorf("%w: idemredis needs a client", backend.ErrInvalidOptions)
 	case *redis.Ring:
 		// A Ring's shards share nothing: one key's claim and its result
 		// could land on different servers after a shard change, and
 		// scripts over several keys would run on one shard.
-		return nil, fmt.Errorf("%w: idemredis does not support redis.Ring (use a Client, a failover Client or a ClusterClient)", idem.ErrInvalidOptions)
+		return nil, fmt.Errorf("%w: idemredis does not support redis.Ring (use a Client, a failover Client or a ClusterClient)", backend.ErrInvalidOptions)
 	}
 	p := startPipeliner(rdb)
 	return &Backend{rdb: rdb, prefix: opts.Prefix, pipe: p, quick: !p.cluster}, nil
 }
 
 var (
-	_ idem.Backend = (*Backend)(nil)
-	_ idem.Watcher = (*Backend)(nil)
-	_ idem.Clock   = (*Backend)(nil)
+	_ backend.Backend = (*Backend)(nil)
+	_ backend.Watcher = (*Backend)(nil)
+	_ backend.Clock   = (*Backend)(nil)
 )
 
 const hexDigits = "0123456789abcdef"
@@ -122,12 +122,12 @@ func flag(b bool) string {
 	return "0"
 }
 
-// Claim implements [idem.Backend]. Volatile claims are stored like any:
+// Claim implements [backend.Backend]. Volatile claims are stored like any:
 // other instances must see them. While the server's clock is known (see
 // serverClock), a claim is first tried without a script (quickClaim); a
 // Cluster's nodes each have their own clock, so there every claim is a
 // script.
-func (b *Backend) Claim(ctx context.Context, key []byte, req idem.ClaimRequest) (idem.ClaimResult, error) {
+func (b *Backend) Claim(ctx context.Context, key []byte, req backend.ClaimRequest) (backend.ClaimResult, error) {
 	rkey := b.redisKey(key)
 	now, sent, ok := b.clock.now()
 	if ok && b.quick {
@@ -150,25 +150,25 @@ func (b *Backend) Claim(ctx context.Context, key []byte, req idem.ClaimRequest) 
 }
 
 // claimReply reads the claim script's reply to a call sent at sent.
-func (b *Backend) claimReply(reply any, err error, sent time.Time) (idem.ClaimResult, error) {
+func (b *Backend) claimReply(reply any, err error, sent time.Time) (backend.ClaimResult, error) {
 	if err != nil {
-		return idem.ClaimResult{}, err
+		return backend.ClaimResult{}, err
 	}
 	v, ok := reply.([]any)
 	if !ok || len(v) != 5 {
-		return idem.ClaimResult{}, fmt.Errorf("idemredis: claim: reply %v", reply)
+		return backend.ClaimResult{}, fmt.Errorf("idemredis: claim: reply %v", reply)
 	}
 	owner, err1 := token(v[0])
 	prevOwner, err2 := token(v[1])
 	read, err3 := token(v[4])
 	if err := errors.Join(err1, err2, err3); err != nil {
-		return idem.ClaimResult{}, fmt.Errorf("idemredis: claim: %w", err)
+		return backend.ClaimResult{}, fmt.Errorf("idemredis: claim: %w", err)
 	}
 	b.clock.observe(sent, int64(read))
-	res := idem.ClaimResult{Owner: owner, Token: owner}
+	res := backend.ClaimResult{Owner: owner, Token: owner}
 	if prev, ok := v[3].(string); ok {
 		res.Found = true
-		res.Prev = idem.Entry{Value: []byte(prev), Owner: prevOwner, Lapsed: v[2] == int64(1)}
+		res.Prev = backend.Entry{Value: []byte(prev), Owner: prevOwner, Lapsed: v[2] == int64(1)}
 	}
 	return res, nil
 }
@@ -203,22 +203,22 @@ func (b *Backend) owned(ctx context.Context, o *op, key []byte, args ...any) err
 		return err
 	}
 	if reply != int64(1) {
-		return idem.ErrLeaseLost
+		return backend.ErrLeaseLost
 	}
 	return nil
 }
 
-// Renew implements [idem.Backend].
+// Renew implements [backend.Backend].
 func (b *Backend) Renew(ctx context.Context, key []byte, owner uint64, lease time.Duration) error {
 	return b.owned(ctx, &renewOp, key, ownerArg(owner), ms(lease))
 }
 
-// Complete implements [idem.Backend].
+// Complete implements [backend.Backend].
 func (b *Backend) Complete(ctx context.Context, key []byte, owner uint64, value []byte, ttl time.Duration) error {
 	return b.owned(ctx, &completeOp, key, ownerArg(owner), value, max(ms(ttl), 1))
 }
 
-// Release implements [idem.Backend].
+// Release implements [backend.Backend].
 func (b *Backend) Release(ctx context.Context, key []byte, owner uint64) error {
 	return b.owned(ctx, &releaseOp, key, ownerArg(owner))
 }
@@ -226,37 +226,37 @@ func (b *Backend) Release(ctx context.Context, key []byte, owner uint64) error {
 // ownerArg is an owner as a script argument.
 func ownerArg(owner uint64) string { return strconv.FormatUint(owner, 10) }
 
-// Get implements [idem.Backend].
-func (b *Backend) Get(ctx context.Context, key []byte) (idem.Entry, bool, error) {
+// Get implements [backend.Backend].
+func (b *Backend) Get(ctx context.Context, key []byte) (backend.Entry, bool, error) {
 	reply, err := b.pipe.run(ctx, &getOp, b.redisKey(key))
 	if err != nil || reply == nil {
-		return idem.Entry{}, false, err
+		return backend.Entry{}, false, err
 	}
 	v, ok := reply.([]any)
 	if !ok || len(v) != 3 {
-		return idem.Entry{}, false, fmt.Errorf("idemredis: get: reply %v", reply)
+		return backend.Entry{}, false, fmt.Errorf("idemredis: get: reply %v", reply)
 	}
 	e, err := entry(v[0], v[1] == int64(1), v[2])
 	if err != nil {
-		return idem.Entry{}, false, fmt.Errorf("idemredis: get: %w", err)
+		return backend.Entry{}, false, fmt.Errorf("idemredis: get: %w", err)
 	}
 	return e, true, nil
 }
 
 // entry builds an Entry from reply fields.
-func entry(owner any, lapsed bool, value any) (idem.Entry, error) {
+func entry(owner any, lapsed bool, value any) (backend.Entry, error) {
 	o, err := token(owner)
 	if err != nil {
-		return idem.Entry{}, err
+		return backend.Entry{}, err
 	}
 	v, ok := value.(string)
 	if !ok {
-		return idem.Entry{}, fmt.Errorf("value of type %T", value)
+		return backend.Entry{}, fmt.Errorf("value of type %T", value)
 	}
-	return idem.Entry{Value: []byte(v), Owner: o, Lapsed: lapsed}, nil
+	return backend.Entry{Value: []byte(v), Owner: o, Lapsed: lapsed}, nil
 }
 
-// Delete implements [idem.Backend].
+// Delete implements [backend.Backend].
 func (b *Backend) Delete(ctx context.Context, key []byte) error {
 	if err := b.rdb.Del(ctx, b.redisKey(key)).Err(); err != nil {
 		return fmt.Errorf("idemredis: delete: %w", err)
@@ -268,10 +268,10 @@ func (b *Backend) Delete(ctx context.Context, key []byte) error {
 // reads.
 const scanBatch = 512
 
-// Scan implements [idem.Backend]. It walks the keys with SCAN (on every
+// Scan implements [backend.Backend]. It walks the keys with SCAN (on every
 // master of a cluster), so an entry written or deleted meanwhile may or
 // may not be seen; one seen is seen once.
-func (b *Backend) Scan(ctx context.Context, prefix []byte, fn func(key []byte, e idem.Entry) error) error {
+func (b *Backend) Scan(ctx context.Context, prefix []byte, fn func(key []byte, e backend.Entry) error) error {
 	match := globEscape(b.prefix) + "{" + hex.EncodeToString(prefix) + "*"
 	scan := func(ctx context.Context, c redis.UniversalClient) error {
 		var cursor uint64
@@ -297,7 +297,7 @@ func (b *Backend) Scan(ctx context.Context, prefix []byte, fn func(key []byte, e
 
 // read fetches the entries of keys found by a scan, in one pipeline, and
 // calls fn for the live ones not seen before.
-func (b *Backend) read(ctx context.Context, c redis.UniversalClient, keys []string, seen map[string]bool, fn func([]byte, idem.Entry) error) error {
+func (b *Backend) read(ctx context.Context, c redis.UniversalClient, keys []string, seen map[string]bool, fn func([]byte, backend.Entry) error) error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -333,18 +333,18 @@ func (b *Backend) read(ctx context.Context, c redis.UniversalClient, keys []stri
 
 // parseEntry decodes a stored entry (see scripts.go) read at server time
 // now, in milliseconds.
-func parseEntry(s string, now int64) (idem.Entry, error) {
+func parseEntry(s string, now int64) (backend.Entry, error) {
 	head, value, ok := strings.Cut(s, ";")
 	parts := strings.Split(head, ",")
 	if !ok || len(parts) != 5 {
-		return idem.Entry{}, errors.New("malformed entry")
+		return backend.Entry{}, errors.New("malformed entry")
 	}
 	owner, err1 := strconv.ParseUint(parts[0], 10, 64)
 	lease, err2 := strconv.ParseInt(parts[1], 10, 64)
 	if err := errors.Join(err1, err2); err != nil {
-		return idem.Entry{}, fmt.Errorf("malformed entry: %w", err)
+		return backend.Entry{}, fmt.Errorf("malformed entry: %w", err)
 	}
-	return idem.Entry{Value: []byte(value), Owner: owner, Lapsed: owner != 0 && lease <= now}, nil
+	return backend.Entry{Value: []byte(value), Owner: owner, Lapsed: owner != 0 && lease <= now}, nil
 }
 
 // globEscape escapes the characters SCAN's MATCH pattern treats specially.
@@ -359,7 +359,7 @@ func globEscape(s string) string {
 	return sb.String()
 }
 
-// Close implements [idem.Backend]. It leaves the client open.
+// Close implements [backend.Backend]. It leaves the client open.
 func (b *Backend) Close() error {
 	b.once.Do(func() {
 		b.stopWatching()

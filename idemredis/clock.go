@@ -66,7 +66,7 @@ func (c *serverClock) now() (us int64, at time.Time, ok bool) {
 	return r.us + since.Microseconds() + 1, at, true
 }
 
-// Now implements [idem.Clock]: the server's time, estimated from a
+// Now implements [backend.Clock]: the server's time, estimated from a
 // reading at most a second old (never early, late by at most the round
 // trip of that reading), or read now if there is none. Claims read the
 // clock on their way; otherwise a reading more than half a second old is

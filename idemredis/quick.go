@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/idemkit/idem"
+	"github.com/idemkit/idem/backend"
 )
 
 // minQuickOwner is the least owner of a quick claim: quick owners have 17
@@ -36,7 +36,7 @@ const minQuickOwner = 1e17
 // before the command is queued. done is false if only the claim script
 // can decide: the key holds an entry req may replace, or the claim took
 // longer than its lease (it is released again).
-func (b *Backend) quickClaim(ctx context.Context, key []byte, rkey string, req idem.ClaimRequest, nowUS int64, sent time.Time) (res idem.ClaimResult, done bool, err error) {
+func (b *Backend) quickClaim(ctx context.Context, key []byte, rkey string, req backend.ClaimRequest, nowUS int64, sent time.Time) (res backend.ClaimResult, done bool, err error) {
 	owner := minQuickOwner + rand.Uint64N(math.MaxInt64-minQuickOwner)
 	now := nowUS / 1000
 	lease := now + ms(req.Lease)
@@ -67,10 +67,10 @@ func (b *Backend) quickClaim(ctx context.Context, key []byte, rkey string, req i
 	b.clock.observe(sent, r.us)
 	if !r.found {
 		if r.us < lease*1000 {
-			return idem.ClaimResult{Owner: owner, Token: uint64(r.us)}, true, nil
+			return backend.ClaimResult{Owner: owner, Token: uint64(r.us)}, true, nil
 		}
 		// Too slow: the token would not end before the lease.
-		if err := b.owned(ctx, &releaseOp, key, ownerArg(owner)); err != nil && !errors.Is(err, idem.ErrLeaseLost) {
+		if err := b.owned(ctx, &releaseOp, key, ownerArg(owner)); err != nil && !errors.Is(err, backend.ErrLeaseLost) {
 			return res, true, err
 		}
 		return res, false, nil
@@ -82,5 +82,5 @@ func (b *Backend) quickClaim(ctx context.Context, key []byte, rkey string, req i
 	if req.Replaces(e) {
 		return res, false, nil // the script decides, atomically
 	}
-	return idem.ClaimResult{Found: true, Prev: e}, true, nil
+	return backend.ClaimResult{Found: true, Prev: e}, true, nil
 }

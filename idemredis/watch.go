@@ -19,7 +19,7 @@ type watchers struct {
 	waiting map[string][]chan struct{} // by Redis key
 }
 
-// Watch implements [idem.Watcher].
+// Watch implements [backend.Watcher].
 func (b *Backend) Watch(ctx context.Context, key []byte) (<-chan struct{}, func(), error) {
 	if err := b.subscribe(ctx); err != nil {
 		return nil, nil, err

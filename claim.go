@@ -119,7 +119,7 @@ func (cl *Claim) finish(ctx context.Context, rec *record, ttl time.Duration) (*r
 	}
 	sc := cl.scope
 	st := sc.store
-	if err := st.disk.allow(false); err != nil {
+	if err := st.allowWrite(false); err != nil {
 		return nil, err
 	}
 	now, err := st.time(ctx)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -62,4 +63,30 @@ func TestClaimRun(t *testing.T) {
 		assert.ErrorIs(t, err, ErrClaimFinished)
 		assert.Equal(t, 1, runs)
 	})
+}
+
+// TestSlowWorkKeepsItsClaim runs work far longer than the lease and every
+// retention on the default backend: the claim lives as long as the work,
+// so its result is stored and replayed, and nothing runs twice.
+func TestSlowWorkKeepsItsClaim(t *testing.T) {
+	ctx := testCtx(t)
+	for _, policy := range []OrphanPolicy{OrphanRerun, OrphanReport} {
+		t.Run(policy.String(), func(t *testing.T) {
+			st := openTest(t, Options{Lease: 20 * time.Millisecond, LeaseRenewal: 10 * time.Millisecond})
+			sc := scopeTest(t, st, "s", ScopeOptions{TTL: time.Hour, OrphanTTL: 50 * time.Millisecond, Orphans: policy})
+			runs := 0
+			res, err := sc.Do(ctx, "slow", nil, func(context.Context) ([]byte, error) {
+				runs++
+				time.Sleep(300 * time.Millisecond) // past the lease and the OrphanTTL
+				return []byte("done"), nil
+			})
+			require.NoError(t, err, "a slow call keeps its claim")
+			assert.False(t, res.Replayed)
+			res, err = sc.Do(ctx, "slow", nil, value(&runs, "again"))
+			require.NoError(t, err)
+			assert.True(t, res.Replayed)
+			assert.Equal(t, "done", string(res.Value))
+			assert.Equal(t, 1, runs)
+		})
+	}
 }

@@ -59,16 +59,14 @@ func (s *Store) gc(ctx context.Context, only []string) (GCStats, error) {
 	start := time.Now()
 	stats := GCStats{DiskBefore: s.diskSize()}
 	var err error
-	if s.local == nil {
+	if s.sweeper == nil {
 		err = s.census(ctx, &stats, only)
 	} else {
 		err = s.sweep(ctx, &stats)
 	}
-	// A compaction (Flatten) that cannot create its tables loses keys in
-	// Badger: no reclaiming while the directory cannot take a file.
-	if err == nil && s.local != nil && !s.disk.faulty() {
+	if err == nil && s.reclaimer != nil {
 		err = s.io(func(Backend) (err error) {
-			stats.ValueLogRewrites, err = s.local.reclaim(ctx)
+			stats.ValueLogRewrites, err = s.reclaimer.Reclaim(ctx)
 			return err
 		})
 	}
@@ -107,7 +105,7 @@ func (s *Store) sweep(ctx context.Context, stats *GCStats) error {
 		}
 		var expired []expiredKey
 		err = s.io(func(Backend) (err error) {
-			next, err = s.local.sweep(next, sweepBatch, func(key, value []byte) error {
+			next, err = s.sweeper.Sweep(ctx, []byte{recordPrefix}, next, sweepBatch, func(key, value []byte) error {
 				stats.Scanned++
 				size := recordSize(key, len(value))
 				var rec record
@@ -175,7 +173,7 @@ func (s *Store) deleteExpired(keys []expiredKey, stats *GCStats) error {
 		}
 	}
 	if err == nil && len(dead) > 0 {
-		err = s.io(func(Backend) error { return s.local.deleteAll(dead) })
+		err = s.io(func(Backend) error { return s.sweeper.DeleteAll(context.Background(), dead) })
 	}
 	for _, h := range owned {
 		if err == nil && h.dead {
@@ -301,11 +299,12 @@ func (s *Store) collect(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// diskSize is the bytes the default backend takes on disk (0 for others).
+// diskSize is the bytes the backend takes on disk (0 unless it is a
+// DiskUser).
 func (s *Store) diskSize() int64 {
 	var n int64
-	if s.local != nil {
-		_ = s.io(func(Backend) error { n = s.local.diskSize(); return nil })
+	if s.diskUser != nil {
+		_ = s.io(func(Backend) error { n = s.diskUser.DiskBytes(); return nil })
 	}
 	return n
 }

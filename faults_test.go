@@ -1,16 +1,14 @@
 package idem
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -172,10 +170,16 @@ func TestDamagedRecordIsAnErrorForItsKeyOnly(t *testing.T) {
 		require.NoError(t, err)
 	}
 	k := appendKey(nil, sc.prefix, "bad")
-	buf, _, _, err := st.local.get(nil, k)
+	e, _, err := st.be.Get(ctx, k)
 	require.NoError(t, err)
-	buf[len(buf)/2] ^= 0x40
-	require.NoError(t, st.local.write(change{key: k, value: buf}))
+	damaged := bytes.Clone(e.Value)
+	damaged[len(damaged)/2] ^= 0x40
+	// Written through the contract: a claim that replaces the stored
+	// entry, completed with the damaged bytes.
+	claimed, err := st.be.Claim(ctx, k, ClaimRequest{Value: []byte("x"), Stale: e.Value})
+	require.NoError(t, err)
+	require.NotZero(t, claimed.Owner)
+	require.NoError(t, st.be.Complete(ctx, k, claimed.Owner, damaged, time.Hour))
 
 	runs := 0
 	_, err = sc.Do(ctx, "bad", nil, value(&runs, "x"))
@@ -190,82 +194,4 @@ func TestDamagedRecordIsAnErrorForItsKeyOnly(t *testing.T) {
 	require.NoError(t, st.Delete(ctx, "s", "", "bad"), "an operator can delete it")
 	_, err = sc.Do(ctx, "bad", nil, value(&runs, "x"))
 	assert.NoError(t, err)
-}
-
-// closedStoreWithOneRecord returns the directory of a closed store whose
-// scope "s" holds key "k" with the result "v".
-func closedStoreWithOneRecord(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	st, err := Open(Options{Dir: dir})
-	require.NoError(t, err)
-	_, err = scopeTest(t, st, "s", ScopeOptions{}).Do(context.Background(), "k", nil, value(new(int), "v"))
-	require.NoError(t, err)
-	require.NoError(t, st.Close())
-	return dir
-}
-
-// TestOpenDamagedDirectory damages the files Badger reads at Open; each
-// gives an error, not a crash. (A damaged table file is the exception:
-// Badger panics in a goroutine of its own while opening it, which no
-// caller can recover from.)
-func TestOpenDamagedDirectory(t *testing.T) {
-	for _, name := range []string{"MANIFEST", "KEYREGISTRY", "000001.vlog"} {
-		t.Run(name, func(t *testing.T) {
-			dir := closedStoreWithOneRecord(t)
-			require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte("not what Badger wrote"), 0o644))
-			_, err := Open(Options{Dir: dir})
-			assert.Error(t, err)
-		})
-	}
-}
-
-// A process killed while Badger creates a value log file leaves the file
-// empty, and Badger then refuses to open the directory ("Create a new
-// file"). The store opens all the same, writable or read-only, with every
-// record.
-func TestOpenAfterKillLeftAnEmptyValueLog(t *testing.T) {
-	for _, readOnly := range []bool{false, true} {
-		t.Run(fmt.Sprint("readOnly=", readOnly), func(t *testing.T) {
-			dir := closedStoreWithOneRecord(t)
-			logs, err := filepath.Glob(filepath.Join(dir, "*.vlog"))
-			require.NoError(t, err)
-			empty := filepath.Join(dir, fmt.Sprintf("%06d.vlog", len(logs)+1))
-			require.NoError(t, os.WriteFile(empty, nil, 0o644))
-			copied, err := copyStore(dir) // Badger's failed open changes the file
-			require.NoError(t, err)
-			defer os.RemoveAll(copied)
-			_, err = badger.Open(badgerOptions(Options{Dir: copied, ReadOnly: readOnly}))
-			require.Error(t, err, "Badger alone cannot open it")
-			t.Log(err)
-
-			st, err := Open(Options{Dir: dir, ReadOnly: readOnly})
-			require.NoError(t, err)
-			defer st.Close()
-			rec, err := st.Lookup(context.Background(), "s", "", "k")
-			require.NoError(t, err)
-			assert.Equal(t, "v", string(rec.Value))
-			if readOnly {
-				info, err := os.Stat(empty)
-				require.NoError(t, err, "a read-only open changes nothing")
-				assert.Zero(t, info.Size())
-			}
-		})
-	}
-}
-
-// TestOpenWithAnEmptiedMemtableLog opens a store in which Badger emptied a
-// memtable's log file but could not remove it (a failed unlink, as in a
-// read-only directory, leaves it so): both a writable and a read-only
-// Open see every record.
-func TestOpenWithAnEmptiedMemtableLog(t *testing.T) {
-	dir := closedStoreWithOneRecord(t)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "00099.mem"), nil, 0o644))
-	for _, readOnly := range []bool{true, false} {
-		st, err := Open(Options{Dir: dir, ReadOnly: readOnly, GCInterval: -1})
-		require.NoError(t, err, "read-only %v", readOnly)
-		_, err = st.Lookup(testCtx(t), "s", "", "k")
-		assert.NoError(t, err)
-		require.NoError(t, st.Close())
-	}
 }

@@ -8,10 +8,10 @@ package idem
 // the key as the rest. Two distinct (scope, tenant, key) triples therefore
 // always encode differently, whatever bytes they contain. An empty tenant
 // (len 0) is the scope's own key space; tenant ids are never empty.
-const (
-	metaPrefix   byte = 0x00 // store metadata (the epoch counter)
-	recordPrefix byte = 0x01 // records, ordered by scope, tenant, key
-)
+//
+// Every key starts with recordPrefix, as the backend contract says, so an
+// engine may keep data of its own under other first bytes.
+const recordPrefix byte = 0x01 // records, ordered by scope, tenant, key
 
 // Limits on the parts of a key, checked on every call.
 const (
@@ -24,8 +24,6 @@ const (
 	// MaxFingerprintLen is the longest request fingerprint, in bytes.
 	MaxFingerprintLen = 255
 )
-
-var epochKey = []byte{metaPrefix, 'e', 'p', 'o', 'c', 'h'}
 
 // validScopeName reports whether name is 1..MaxScopeLen bytes of [a-z0-9._-].
 func validScopeName(name string) bool {

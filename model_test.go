@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idemkit/idem/idembadger"
 	"github.com/stretchr/testify/require"
 )
 
@@ -167,11 +168,17 @@ func TestModel(t *testing.T) {
 	// A presence filter sized for a few keys is refilled over and over
 	// while the store runs, reopens and collects: answers stay the same.
 	t.Run("badger/tiny-filter", func(t *testing.T) {
-		defer func(old int) { minFilterKeys = old }(minFilterKeys)
-		minFilterKeys = 2
+		tiny := func(tb testing.TB) func() Backend {
+			dir := tb.TempDir()
+			return func() Backend {
+				b, err := idembadger.Open(idembadger.Options{Dir: dir, FilterKeys: 2})
+				require.NoError(tb, err)
+				return b
+			}
+		}
 		for seed := range seeds {
 			t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-				runModel(t, uint64(seed), ops, 0, nil)
+				runModel(t, uint64(seed), ops, 0, tiny)
 			})
 		}
 	})

@@ -413,7 +413,7 @@ func (sc *Scope) claimed(k []byte, sh *shard, c *call, fingerprint []byte, req C
 // admit reserves room for one more key in the scope (see reserve), or
 // returns why it cannot: ErrDiskFull or ErrScopeFull.
 func (sc *Scope) admit() error {
-	if err := sc.store.disk.allow(true); err != nil {
+	if err := sc.store.allowWrite(true); err != nil {
 		return err
 	}
 	if !sc.reserve() {

@@ -9,6 +9,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/idemkit/idem/backend"
+	"github.com/idemkit/idem/idembadger"
 )
 
 // Options configures [Open]. The zero value is not usable on its own: set
@@ -116,10 +119,12 @@ const defaultCacheMaxAge = 10 * time.Second
 // is done through the [Scope] values it hands out.
 type Store struct {
 	be Backend
-	// local is the default Badger backend, which this process alone uses:
-	// it needs no leases, and it has the collector's engine-level
-	// operations. Nil for a shared backend.
-	local     *badgerBackend
+	// The optional capabilities be has (see package backend); nil if it
+	// has not.
+	sweeper   backend.Sweeper
+	reclaimer backend.Reclaimer
+	diskUser  backend.DiskUser
+	guard     backend.WriteGuard
 	exclusive bool          // be is Exclusive: claims need no lease
 	lease     time.Duration // claims' leases
 	renewal   time.Duration // how often they are renewed; 0: never (local)
@@ -129,7 +134,6 @@ type Store struct {
 	clock     Clock            // the backend's clock, when it has one and Options.Now is nil
 	epoch     uint64
 	readOnly  bool
-	disk      *diskGuard // nil: no guard
 	shards    shards
 	stats     counters
 
@@ -201,10 +205,7 @@ func open(opts Options, wall func() time.Time) (*Store, error) {
 	}
 	be := opts.Backend
 	if be == nil {
-		if err := checkBadgerOptions(opts); err != nil {
-			return nil, err
-		}
-		b, err := openBadger(opts)
+		b, err := openDefault(opts)
 		if err != nil {
 			return nil, err
 		}
@@ -229,13 +230,10 @@ func open(opts Options, wall func() time.Time) (*Store, error) {
 		s.exclusive, s.epoch = true, ex.Epoch()
 		s.renewal, s.cacheAge = 0, 0
 	}
-	if b, ok := be.(*badgerBackend); ok {
-		s.local = b
-		if !b.inMemory {
-			opts.Dir = b.dir
-			s.disk = newDiskGuard(opts)
-		}
-	}
+	s.sweeper, _ = be.(backend.Sweeper)
+	s.reclaimer, _ = be.(backend.Reclaimer)
+	s.diskUser, _ = be.(backend.DiskUser)
+	s.guard, _ = be.(backend.WriteGuard)
 	// A shared store is not read whole unasked: every instance reading
 	// every record at each start would load it. Its capped scopes are
 	// counted when opened (Store.Scope).
@@ -284,6 +282,30 @@ func (s *Store) Close() error {
 // counting from 1 (0 with another backend). Records are stamped with the
 // epoch that wrote them.
 func (s *Store) Epoch() uint64 { return s.epoch }
+
+// openDefault opens the default backend, Badger, from opts.
+func openDefault(opts Options) (*idembadger.Backend, error) {
+	return idembadger.Open(idembadger.Options{
+		Dir: opts.Dir, InMemory: opts.InMemory, SyncWrites: opts.SyncWrites,
+		ReadOnly: opts.ReadOnly, MinFreeDisk: opts.MinFreeDisk, Logger: opts.Logger,
+	})
+}
+
+// OpenBadger opens the default backend as [Open] does without
+// Options.Backend, from opts' Dir, InMemory, SyncWrites, ReadOnly,
+// MinFreeDisk and Logger: for tests of the [Backend] contract, or to pass
+// a Badger backend in Options.Backend. Like the directory, it serves one
+// Store at a time. Package idembadger has all of its options.
+func OpenBadger(opts Options) (Backend, error) { return openDefault(opts) }
+
+// allowWrite asks the backend's WriteGuard, if it has one, whether
+// anything may be written: a new key (newKey) or the end of a claim.
+func (s *Store) allowWrite(newKey bool) error {
+	if s.guard == nil {
+		return nil
+	}
+	return s.guard.AllowWrite(newKey)
+}
 
 // io runs fn against the backend unless the store is closed.
 func (s *Store) io(fn func(Backend) error) error {

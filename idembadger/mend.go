@@ -1,4 +1,4 @@
-package idem
+package idembadger
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/idemkit/idem/backend"
 )
 
 // Badger cannot always survive a failed write. When it cannot create the
@@ -24,18 +25,18 @@ import (
 //   - A read that panics inside Badger with a runtime error is recovered
 //     and reported as an error.
 //   - Either marks the backend as failed: every call returns
-//     ErrStorageFault at once, without touching Badger, and a goroutine
+//     backend.ErrStorageFault at once, without touching Badger, and a goroutine
 //     (mend) waits until the directory can take a file again, then closes
 //     Badger and opens it anew, which replays its logs, and clears the
 //     fault. Acknowledged writes are in those logs; claims held in memory
 //     are not touched.
 
-// storageFault reports a fault of the storage as ErrStorageFault.
-func storageFault(err error) error { return fmt.Errorf("%w: %w", ErrStorageFault, err) }
+// storageFault reports a fault of the storage as backend.ErrStorageFault.
+func storageFault(err error) error { return fmt.Errorf("%w: %w", backend.ErrStorageFault, err) }
 
 // engine runs fn with the Badger database and its committer, unless the
 // backend has failed; a runtime panic inside fn fails it.
-func (b *badgerBackend) engine(fn func(db *badger.DB, c *committer) error) (err error) {
+func (b *Backend) engine(fn func(db *badger.DB, c *committer) error) (err error) {
 	if f := b.fault.Load(); f != nil {
 		return storageFault(*f)
 	}
@@ -57,13 +58,13 @@ func (b *badgerBackend) engine(fn func(db *badger.DB, c *committer) error) (err 
 }
 
 // view runs fn in a Badger read transaction (see engine).
-func (b *badgerBackend) view(fn func(txn *badger.Txn) error) error {
+func (b *Backend) view(fn func(txn *badger.Txn) error) error {
 	return b.engine(func(db *badger.DB, _ *committer) error { return mapBadgerErr(db.View(fn)) })
 }
 
 // fail marks the backend as failed with err, once, and starts mending it.
-// It returns err as ErrStorageFault.
-func (b *badgerBackend) fail(err error) error {
+// It returns err as backend.ErrStorageFault.
+func (b *Backend) fail(err error) error {
 	if b.fault.CompareAndSwap(nil, &err) {
 		b.log.Error("idem: Badger failed; the store refuses calls until it is reopened", "err", err)
 		b.mending.Go(b.mend)
@@ -77,7 +78,7 @@ const mendInterval = 100 * time.Millisecond
 
 // mend waits until the directory can take a file again, then reopens
 // Badger, until it succeeds or the backend closes.
-func (b *badgerBackend) mend() {
+func (b *Backend) mend() {
 	t := time.NewTicker(mendInterval)
 	defer t.Stop()
 	for {
@@ -106,7 +107,7 @@ func (b *badgerBackend) mend() {
 
 // reopen closes the failed Badger and opens it again, with the same
 // options; the fault is cleared once the new one is in place.
-func (b *badgerBackend) reopen() error {
+func (b *Backend) reopen() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.db != nil {
@@ -134,7 +135,7 @@ const faultyCloseTimeout = 5 * time.Second
 // closeDB closes Badger; a failed one, or one whose directory cannot take
 // a file, is waited for faultyCloseTimeout at most, and then left to its
 // goroutines. b.mu is held.
-func (b *badgerBackend) closeDB() error {
+func (b *Backend) closeDB() error {
 	var fault error
 	if f := b.fault.Load(); f != nil {
 		fault = *f

@@ -1,4 +1,4 @@
-package idem
+package idembadger
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/dgraph-io/badger/v4"
+	"github.com/idemkit/idem/backend"
 )
 
 // The Badger backend decides ownership in memory: the directory lock makes
@@ -51,7 +52,9 @@ type hold struct {
 	finishing bool   // Complete or Release is writing
 }
 
-func (h *hold) entry() Entry { return Entry{Value: bytes.Clone(h.value), Owner: h.owner} }
+func (h *hold) entry() backend.Entry {
+	return backend.Entry{Value: bytes.Clone(h.value), Owner: h.owner}
+}
 
 func (hs *holds) init() {
 	for i := range hs.stripes {
@@ -73,42 +76,42 @@ func (s *holdStripe) end(key []byte, h *hold) {
 
 // token mints an owner token: the epoch in the high bits makes tokens grow
 // across restarts.
-func (b *badgerBackend) token() uint64 { return b.epoch<<40 | b.seq.Add(1)&(1<<40-1) }
+func (b *Backend) token() uint64 { return b.epoch<<40 | b.seq.Add(1)&(1<<40-1) }
 
 // Claim implements [Backend]. A held key is never replaced: its hold does
 // not lapse.
-func (b *badgerBackend) Claim(_ context.Context, key []byte, req ClaimRequest) (ClaimResult, error) {
+func (b *Backend) Claim(_ context.Context, key []byte, req backend.ClaimRequest) (backend.ClaimResult, error) {
 	s := b.holds.stripe(key)
 	for {
 		s.mu.Lock()
 		if h := s.held[string(key)]; h != nil {
 			s.mu.Unlock()
-			return ClaimResult{Found: true, Prev: h.entry()}, nil
+			return backend.ClaimResult{Found: true, Prev: h.entry()}, nil
 		}
 		if !b.keys.mayHold(key) {
-			return b.take(s, key, req, ClaimResult{}, false) // not stored: no read
+			return b.take(s, key, req, backend.ClaimResult{}, false) // not stored: no read
 		}
 		gen := s.gen
 		s.mu.Unlock()
 
 		raw, meta, found, err := b.get(nil, key)
 		if err != nil {
-			return ClaimResult{}, err
+			return backend.ClaimResult{}, err
 		}
 		s.mu.Lock()
 		if s.gen != gen || s.held[string(key)] != nil {
 			s.mu.Unlock()
 			continue // a hold ended or began meanwhile: look again
 		}
-		var res ClaimResult
+		var res backend.ClaimResult
 		if found {
 			e, err := unframe(raw, meta)
 			if err != nil {
 				s.mu.Unlock()
-				return ClaimResult{}, err
+				return backend.ClaimResult{}, err
 			}
 			e.Lapsed = e.Owner != 0 // no hold owns it
-			res = ClaimResult{Found: true, Prev: e}
+			res = backend.ClaimResult{Found: true, Prev: e}
 			if !req.Replaces(e) {
 				s.mu.Unlock()
 				return res, nil
@@ -120,7 +123,7 @@ func (b *badgerBackend) Claim(_ context.Context, key []byte, req ClaimRequest) (
 
 // take makes a new hold of key for req, replacing what res.Prev describes,
 // and persists it unless it is volatile. s.mu is held; take unlocks it.
-func (b *badgerBackend) take(s *holdStripe, key []byte, req ClaimRequest, res ClaimResult, onDisk bool) (ClaimResult, error) {
+func (b *Backend) take(s *holdStripe, key []byte, req backend.ClaimRequest, res backend.ClaimResult, onDisk bool) (backend.ClaimResult, error) {
 	h := &hold{
 		owner:  b.token(),
 		value:  bytes.Clone(req.Value),
@@ -140,7 +143,7 @@ func (b *badgerBackend) take(s *holdStripe, key []byte, req ClaimRequest, res Cl
 	defer s.mu.Unlock()
 	if err != nil {
 		s.end(key, h)
-		return ClaimResult{}, err
+		return backend.ClaimResult{}, err
 	}
 	h.finishing = false
 	return res, nil
@@ -148,12 +151,12 @@ func (b *badgerBackend) take(s *holdStripe, key []byte, req ClaimRequest, res Cl
 
 // own returns key's hold if owner holds it, marked finishing so that it
 // cannot be given up while the caller writes.
-func (b *badgerBackend) own(s *holdStripe, key []byte, owner uint64) (*hold, error) {
+func (b *Backend) own(s *holdStripe, key []byte, owner uint64) (*hold, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h := s.held[string(key)]
 	if h == nil || h.owner != owner || h.finishing {
-		return nil, ErrLeaseLost
+		return nil, backend.ErrLeaseLost
 	}
 	h.finishing = true
 	return h, nil
@@ -162,13 +165,13 @@ func (b *badgerBackend) own(s *holdStripe, key []byte, owner uint64) (*hold, err
 // Renew implements [Backend]. A hold needs no renewal; a lease of 0 gives
 // it up: the hold is dropped, and a persisted claim stays on disk as an
 // orphan, as if its process had died.
-func (b *badgerBackend) Renew(_ context.Context, key []byte, owner uint64, lease time.Duration) error {
+func (b *Backend) Renew(_ context.Context, key []byte, owner uint64, lease time.Duration) error {
 	s := b.holds.stripe(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h := s.held[string(key)]
 	if h == nil || h.owner != owner {
-		return ErrLeaseLost
+		return backend.ErrLeaseLost
 	}
 	if lease == 0 && !h.finishing {
 		s.end(key, h)
@@ -177,7 +180,7 @@ func (b *badgerBackend) Renew(_ context.Context, key []byte, owner uint64, lease
 }
 
 // Complete implements [Backend].
-func (b *badgerBackend) Complete(_ context.Context, key []byte, owner uint64, value []byte, ttl time.Duration) error {
+func (b *Backend) Complete(_ context.Context, key []byte, owner uint64, value []byte, ttl time.Duration) error {
 	s := b.holds.stripe(key)
 	h, err := b.own(s, key, owner)
 	if err != nil {
@@ -195,7 +198,7 @@ func (b *badgerBackend) Complete(_ context.Context, key []byte, owner uint64, va
 }
 
 // Release implements [Backend].
-func (b *badgerBackend) Release(_ context.Context, key []byte, owner uint64) error {
+func (b *Backend) Release(_ context.Context, key []byte, owner uint64) error {
 	s := b.holds.stripe(key)
 	h, err := b.own(s, key, owner)
 	if err != nil {
@@ -215,7 +218,7 @@ func (b *badgerBackend) Release(_ context.Context, key []byte, owner uint64) err
 }
 
 // Get implements [Backend].
-func (b *badgerBackend) Get(_ context.Context, key []byte) (Entry, bool, error) {
+func (b *Backend) Get(_ context.Context, key []byte) (backend.Entry, bool, error) {
 	s := b.holds.stripe(key)
 	s.mu.Lock()
 	if h := s.held[string(key)]; h != nil {
@@ -225,7 +228,7 @@ func (b *badgerBackend) Get(_ context.Context, key []byte) (Entry, bool, error) 
 	s.mu.Unlock()
 	raw, meta, found, err := b.get(nil, key)
 	if err != nil || !found {
-		return Entry{}, false, err
+		return backend.Entry{}, false, err
 	}
 	e, err := unframe(raw, meta)
 	e.Lapsed = e.Owner != 0 // no hold owns it
@@ -233,7 +236,7 @@ func (b *badgerBackend) Get(_ context.Context, key []byte) (Entry, bool, error) 
 }
 
 // Delete implements [Backend].
-func (b *badgerBackend) Delete(_ context.Context, key []byte) error {
+func (b *Backend) Delete(_ context.Context, key []byte) error {
 	s := b.holds.stripe(key)
 	s.mu.Lock()
 	if h := s.held[string(key)]; h != nil {
@@ -244,14 +247,14 @@ func (b *badgerBackend) Delete(_ context.Context, key []byte) error {
 }
 
 // Scan implements [Backend].
-func (b *badgerBackend) Scan(ctx context.Context, prefix []byte, fn func(key []byte, e Entry) error) error {
+func (b *Backend) Scan(ctx context.Context, prefix []byte, fn func(key []byte, e backend.Entry) error) error {
 	return b.scan(prefix, func(key, raw []byte, meta byte) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		e, err := unframe(raw, meta)
 		if err != nil {
-			e = Entry{Value: raw} // damaged framing: let the caller judge the bytes
+			e = backend.Entry{Value: raw} // damaged framing: let the caller judge the bytes
 		}
 		if e.Owner != 0 {
 			s := b.holds.stripe(key)
@@ -265,12 +268,12 @@ func (b *badgerBackend) Scan(ctx context.Context, prefix []byte, fn func(key []b
 }
 
 // Close implements [Backend].
-func (b *badgerBackend) Close() error { return b.close() }
+func (b *Backend) Close() error { return b.close() }
 
 // write commits one change with the group committer. A key written is
 // added to the presence filter once the commit has returned, also when it
 // failed (the write may have landed all the same).
-func (b *badgerBackend) write(ch change) error {
+func (b *Backend) write(ch change) error {
 	err := b.commit(ch)
 	if !ch.delete {
 		b.keys.add(ch.key)
@@ -279,7 +282,7 @@ func (b *badgerBackend) write(ch change) error {
 }
 
 // commit writes changes with the group committer (see engine).
-func (b *badgerBackend) commit(changes ...change) error {
+func (b *Backend) commit(changes ...change) error {
 	err := b.engine(func(_ *badger.DB, c *committer) error { return c.write(changes...) })
 	if f := b.fault.Load(); err != nil && f != nil {
 		return storageFault(*f)
@@ -298,21 +301,25 @@ func frame(owner uint64, value []byte) []byte {
 
 // unframe decodes an entry read from the disk with its user metadata; its
 // Value aliases raw.
-func unframe(raw []byte, meta byte) (Entry, error) {
+func unframe(raw []byte, meta byte) (backend.Entry, error) {
 	if meta&metaClaim == 0 {
-		return Entry{Value: raw}, nil
+		return backend.Entry{Value: raw}, nil
 	}
 	owner, n := binary.Uvarint(raw)
 	if n <= 0 || owner == 0 {
-		return Entry{}, corrupt("claim header")
+		return backend.Entry{}, corrupt("claim header")
 	}
-	return Entry{Owner: owner, Value: raw[n:]}, nil
+	return backend.Entry{Owner: owner, Value: raw[n:]}, nil
 }
 
 // Epoch implements [Exclusive].
-func (b *badgerBackend) Epoch() uint64 { return b.epoch }
+func (b *Backend) Epoch() uint64 { return b.epoch }
 
 var (
-	_ Backend   = (*badgerBackend)(nil)
-	_ Exclusive = (*badgerBackend)(nil)
+	_ backend.Backend    = (*Backend)(nil)
+	_ backend.Exclusive  = (*Backend)(nil)
+	_ backend.Sweeper    = (*Backend)(nil)
+	_ backend.Reclaimer  = (*Backend)(nil)
+	_ backend.DiskUser   = (*Backend)(nil)
+	_ backend.WriteGuard = (*Backend)(nil)
 )

@@ -1,4 +1,4 @@
-package idem
+package idembadger
 
 import (
 	"context"
@@ -15,10 +15,15 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
+	"github.com/idemkit/idem/backend"
 )
 
-// badgerBackend is the embedded default backend.
-type badgerBackend struct {
+// Backend is the Badger engine: a [backend.Backend] in a directory (or in
+// memory) that one process uses at a time. Besides the contract it has
+// every optional capability the store looks for: [backend.Exclusive],
+// [backend.Sweeper], [backend.Reclaimer], [backend.DiskUser] and
+// [backend.WriteGuard]. It is safe for concurrent use.
+type Backend struct {
 	// mu guards db and commits: held shared by every use of them (see
 	// engine), and exclusively while a failed Badger is reopened (mend).
 	mu       sync.RWMutex
@@ -32,7 +37,8 @@ type badgerBackend struct {
 	dir      string
 	dirInfo  os.FileInfo // dir as opened: mend reopens Badger only there
 	inMemory bool
-	copyDir  string // a private copy opened instead of dir, removed by close
+	copyDir  string     // a private copy opened instead of dir, removed by close
+	guard    *diskGuard // nil: in memory, or read-only
 
 	epoch uint64        // this Open's number, counting from 1 (read-only: the last one)
 	seq   atomic.Uint64 // claims made in this epoch, for owner tokens
@@ -40,32 +46,28 @@ type badgerBackend struct {
 	keys  presence // which keys may be stored (not used read-only)
 }
 
-// OpenBadger opens the embedded default backend as [Open] does without
-// Options.Backend, from opts' Dir, InMemory, SyncWrites, ReadOnly and
-// Logger: for tests of the [Backend] contract, or to pass a Badger backend
-// in Options.Backend. Like the directory, it serves one Store at a time.
-func OpenBadger(opts Options) (Backend, error) {
-	if err := checkBadgerOptions(opts); err != nil {
-		return nil, err
-	}
-	return openBadger(opts)
-}
-
-// checkBadgerOptions validates the Options fields of the Badger backend.
-func checkBadgerOptions(opts Options) error {
+// checkOptions validates opts.
+func checkOptions(opts Options) error {
 	switch {
 	case opts.InMemory && opts.Dir != "":
-		return invalid(ErrInvalidOptions, "Dir must be empty with InMemory")
+		return invalid("Dir must be empty with InMemory")
 	case !opts.InMemory && opts.Dir == "":
-		return invalid(ErrInvalidOptions, "Dir is required (or set InMemory, or Backend)")
+		return invalid("Dir is required (or set InMemory, or Backend)")
 	case opts.InMemory && opts.ReadOnly:
-		return invalid(ErrInvalidOptions, "an in-memory store cannot be read-only")
+		return invalid("an in-memory store cannot be read-only")
+	case opts.FilterKeys < 0:
+		return invalid("negative FilterKeys")
 	}
 	return nil
 }
 
-// openBadger opens (or creates) the Badger database described by opts.
-func openBadger(opts Options) (*badgerBackend, error) {
+// Open opens (or creates) the Badger store described by opts, starting a
+// new epoch (read-only: reading the last one). Like its directory, it
+// serves one idem.Store at a time.
+func Open(opts Options) (*Backend, error) {
+	if err := checkOptions(opts); err != nil {
+		return nil, err
+	}
 	bo := badgerOptions(opts)
 	var (
 		db  *badger.DB
@@ -93,7 +95,7 @@ func openBadger(opts Options) (*badgerBackend, error) {
 		// Badger formats its lock error with %+v, so the cause cannot be
 		// matched with errors.Is; its text is stable.
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
-			return nil, fmt.Errorf("%w: %s%s", ErrLocked, opts.Dir, lockHolder(opts.Dir))
+			return nil, fmt.Errorf("%w: %s%s", backend.ErrLocked, opts.Dir, lockHolder(opts.Dir))
 		}
 		return nil, fmt.Errorf("idem: open %s: %w", opts.Dir, err)
 	}
@@ -105,7 +107,7 @@ func openBadger(opts Options) (*badgerBackend, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	b := &badgerBackend{db: db, bo: bo, log: log, closing: make(chan struct{}), dir: dir, inMemory: opts.InMemory, copyDir: copyDir}
+	b := &Backend{db: db, bo: bo, log: log, closing: make(chan struct{}), dir: dir, inMemory: opts.InMemory, copyDir: copyDir}
 	b.commits = newCommitter(db, b.fail)
 	if !opts.InMemory {
 		if b.dirInfo, err = os.Stat(dir); err != nil {
@@ -122,10 +124,15 @@ func openBadger(opts Options) (*badgerBackend, error) {
 		return nil, errors.Join(fmt.Errorf("idem: epoch: %w", err), b.close())
 	}
 	if !opts.ReadOnly {
-		b.keys.start(b)
+		b.keys.start(b, opts.FilterKeys)
+		b.guard = newDiskGuard(opts)
 	}
 	return b, nil
 }
+
+// epochKey holds the epoch counter. It starts with 0x00, outside the keys
+// the store uses (see backend.Backend).
+var epochKey = []byte{0x00, 'e', 'p', 'o', 'c', 'h'}
 
 var errEmptyValueLog = errors.New("idem: empty value log file")
 
@@ -223,7 +230,7 @@ func lockHolder(dir string) string {
 // get appends the value stored under key to dst, and returns its user
 // metadata. found is false when the key is absent or Badger has expired
 // it.
-func (b *badgerBackend) get(dst, key []byte) (value []byte, meta byte, found bool, err error) {
+func (b *Backend) get(dst, key []byte) (value []byte, meta byte, found bool, err error) {
 	err = b.view(func(txn *badger.Txn) error {
 		item, err := txn.Get(key)
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -239,100 +246,9 @@ func (b *badgerBackend) get(dst, key []byte) (value []byte, meta byte, found boo
 	return dst, meta, found, err
 }
 
-func (b *badgerBackend) deleteAll(keys [][]byte) error {
-	changes := make([]change, len(keys))
-	for i, k := range keys {
-		changes[i] = change{key: k, delete: true}
-	}
-	return b.commit(changes...)
-}
-
-// sweep calls fn for up to limit records from start on, in key order,
-// with their record bytes (an in-progress entry's framing taken off), and
-// returns the key to go on from (nil at the end). Badger keeps no TTL of
-// its own for them: every record stays until it is deleted, so that only
-// the store's clock decides when one has expired.
-func (b *badgerBackend) sweep(start []byte, limit int, fn func(key, value []byte) error) ([]byte, error) {
-	var next []byte
-	err := b.view(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{recordPrefix}})
-		defer it.Close()
-		n := 0
-		for it.Seek(start); it.Valid(); it.Next() {
-			item := it.Item()
-			if n == limit {
-				next = item.KeyCopy(nil)
-				return nil
-			}
-			n++
-			err := item.Value(func(v []byte) error {
-				if e, err := unframe(v, item.UserMeta()); err == nil {
-					v = e.Value
-				}
-				return fn(item.Key(), v)
-			})
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	return next, err
-}
-
-// reclaim compacts the tree into its last level, where Badger drops
-// deleted and expired versions, then rewrites value-log files until none
-// is worth it.
-func (b *badgerBackend) reclaim(ctx context.Context) (int, error) {
-	if b.inMemory {
-		return 0, nil
-	}
-	rewrites := 0
-	err := b.engine(func(db *badger.DB, _ *committer) error {
-		if err := db.Flatten(1); err != nil {
-			return mapBadgerErr(err)
-		}
-		for ctx.Err() == nil {
-			err := db.RunValueLogGC(0.5)
-			if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
-				break
-			}
-			if err != nil {
-				return mapBadgerErr(err)
-			}
-			rewrites++
-		}
-		return ctx.Err()
-	})
-	return rewrites, err
-}
-
-// diskSize sums the sizes of the store's files. Value-log files are sparse
-// and preallocated, so their allocated blocks are counted, not their length.
-func (b *badgerBackend) diskSize() int64 {
-	if b.inMemory {
-		return 0
-	}
-	return dirSize(b.dir)
-}
-
-// dirSize sums the allocated sizes of the regular files in dir.
-func dirSize(dir string) int64 {
-	var total int64
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		info, err := e.Info()
-		if err != nil || !info.Mode().IsRegular() {
-			continue
-		}
-		total += allocated(info)
-	}
-	return total
-}
-
 // scan calls fn for every live key with prefix, in key order, with its
 // value and user metadata, valid only during the call.
-func (b *badgerBackend) scan(prefix []byte, fn func(key, value []byte, meta byte) error) error {
+func (b *Backend) scan(prefix []byte, fn func(key, value []byte, meta byte) error) error {
 	return b.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
 		defer it.Close()
@@ -349,7 +265,7 @@ func (b *badgerBackend) scan(prefix []byte, fn func(key, value []byte, meta byte
 	})
 }
 
-func (b *badgerBackend) currentEpoch() (uint64, error) {
+func (b *Backend) currentEpoch() (uint64, error) {
 	var epoch uint64
 	err := b.db.View(func(txn *badger.Txn) (err error) {
 		epoch, err = readEpoch(txn)
@@ -358,7 +274,7 @@ func (b *badgerBackend) currentEpoch() (uint64, error) {
 	return epoch, mapBadgerErr(err)
 }
 
-func (b *badgerBackend) nextEpoch() (uint64, error) {
+func (b *Backend) nextEpoch() (uint64, error) {
 	var epoch uint64
 	err := b.db.Update(func(txn *badger.Txn) (err error) {
 		if epoch, err = readEpoch(txn); err != nil {
@@ -386,7 +302,7 @@ func readEpoch(txn *badger.Txn) (uint64, error) {
 	var epoch uint64
 	err = item.Value(func(v []byte) error {
 		if len(v) != 8 {
-			return fmt.Errorf("%w: epoch counter is %d bytes", ErrCorrupt, len(v))
+			return fmt.Errorf("%w: epoch counter is %d bytes", backend.ErrCorrupt, len(v))
 		}
 		epoch = binary.LittleEndian.Uint64(v)
 		return nil
@@ -394,7 +310,7 @@ func readEpoch(txn *badger.Txn) (uint64, error) {
 	return epoch, err
 }
 
-func (b *badgerBackend) close() error {
+func (b *Backend) close() error {
 	close(b.closing)
 	b.mending.Wait()
 	b.keys.stop()
@@ -451,10 +367,10 @@ func copyFile(from, to string) error {
 	return dst.Close()
 }
 
-// mapBadgerErr turns Badger's closed-database error into ErrClosed.
+// mapBadgerErr turns Badger's closed-database error into backend.ErrClosed.
 func mapBadgerErr(err error) error {
 	if errors.Is(err, badger.ErrDBClosed) {
-		return ErrClosed
+		return backend.ErrClosed
 	}
 	return err
 }

@@ -1,4 +1,4 @@
-package idem
+package idembadger
 
 import (
 	"math/bits"
@@ -29,7 +29,8 @@ import (
 // snapshot does not show adds its key after the commit, and that is after
 // the new filter was installed, since the snapshot is taken after that.
 type presence struct {
-	b       *badgerBackend // whose Badger it scans
+	b       *Backend // whose Badger it scans
+	minKeys int      // the least number of keys a filter is sized for
 	filters atomic.Pointer[filterSet]
 	closed  atomic.Bool // a scan stops early once set
 
@@ -44,13 +45,17 @@ type filterSet struct {
 	cur, next *bloom
 }
 
-// minFilterKeys is the least number of keys a filter is sized for: 1<<20
-// keys take 2 MiB.
-var minFilterKeys = 1 << 20
+// defaultFilterKeys is the least number of keys a filter is sized for
+// when Options.FilterKeys is zero: 1<<20 keys take 2 MiB.
+const defaultFilterKeys = 1 << 20
 
-// start fills the first filter in the background.
-func (p *presence) start(b *badgerBackend) {
-	p.b = b
+// start fills the first filter, sized for at least minKeys keys (0:
+// defaultFilterKeys), in the background.
+func (p *presence) start(b *Backend, minKeys int) {
+	p.b, p.minKeys = b, minKeys
+	if p.minKeys == 0 {
+		p.minKeys = defaultFilterKeys
+	}
 	p.filters.Store(&filterSet{})
 	p.refresh()
 }
@@ -94,7 +99,7 @@ func (p *presence) refresh() {
 	if f.next != nil || p.stopped {
 		return
 	}
-	keys := max(minFilterKeys, 2*p.b.storedKeys())
+	keys := max(p.minKeys, 2*p.b.storedKeys())
 	if f.cur != nil {
 		keys = max(keys, 2*int(f.cur.keys)) // grow: never refill over and over
 	}
@@ -139,7 +144,7 @@ func (p *presence) stop() {
 
 // storedKeys is Badger's count of the keys in its tables (versions and
 // deletions included; the memtables' are not), or 0 if Badger has failed.
-func (b *badgerBackend) storedKeys() int {
+func (b *Backend) storedKeys() int {
 	n := 0
 	_ = b.engine(func(db *badger.DB, _ *committer) error {
 		for _, t := range db.Tables() {

@@ -1,4 +1,4 @@
-package idem
+package idembadger
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"github.com/idemkit/idem/backend"
 )
 
 // DefaultMinFreeDisk is the free space below which a store stops taking
@@ -28,7 +30,7 @@ const DefaultMinFreeDisk = 64 << 20
 //     descriptors or inodes left): Badger creates a file for each new
 //     memtable, and if that fails its next write exits the process. The
 //     guard creates and removes a file of its own at each look, and while
-//     that fails, writes get ErrStorageFault.
+//     that fails, writes get backend.ErrStorageFault.
 //
 // It looks at most every guardInterval, on the goroutine of a caller that
 // asks; between looks, the last answer stands.
@@ -89,8 +91,8 @@ func probe(dir string) error {
 // look.
 func (g *diskGuard) faulty() bool { return g != nil && g.fault.Load() != nil }
 
-// allow returns ErrStorageFault while the directory cannot take a new
-// file, and ErrDiskFull when less than the margin is free: min plus half
+// allow returns backend.ErrStorageFault while the directory cannot take a new
+// file, and backend.ErrDiskFull when less than the margin is free: min plus half
 // the store's size for a new claim (claim), half of that for anything
 // else.
 func (g *diskGuard) allow(claim bool) error {
@@ -102,7 +104,7 @@ func (g *diskGuard) allow(claim bool) error {
 		g.look()
 	}
 	if err := g.fault.Load(); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrStorageFault, g.dir, *err)
+		return fmt.Errorf("%w: %s: %w", backend.ErrStorageFault, g.dir, *err)
 	}
 	if g.min < 0 {
 		return nil
@@ -112,7 +114,26 @@ func (g *diskGuard) allow(claim bool) error {
 		need /= 2
 	}
 	if free := g.free.Load(); free < need {
-		return fmt.Errorf("%w: %d bytes free in %s, %d needed", ErrDiskFull, free, g.dir, need)
+		return fmt.Errorf("%w: %d bytes free in %s, %d needed", backend.ErrDiskFull, free, g.dir, need)
 	}
 	return nil
+}
+
+// AllowWrite implements [backend.WriteGuard]: see diskGuard.allow. An
+// in-memory or read-only store allows everything (a read-only one refuses
+// writes itself).
+func (b *Backend) AllowWrite(newKey bool) error { return b.guard.allow(newKey) }
+
+// dirSize sums the allocated sizes of the regular files in dir.
+func dirSize(dir string) int64 {
+	var total int64
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() {
+			continue
+		}
+		total += allocated(info)
+	}
+	return total
 }

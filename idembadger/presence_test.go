@@ -1,4 +1,4 @@
-package idem
+package idembadger
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idemkit/idem/backend"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -36,7 +37,7 @@ func TestBloomHasNoFalseNegatives(t *testing.T) {
 }
 
 // waitForKeyScan waits until b's presence filter is in use.
-func waitForKeyScan(t *testing.T, b *badgerBackend) {
+func waitForKeyScan(t *testing.T, b *Backend) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		f := b.keys.filters.Load()
@@ -44,10 +45,10 @@ func waitForKeyScan(t *testing.T, b *badgerBackend) {
 	}, 10*time.Second, time.Millisecond)
 }
 
-func completeKey(t *testing.T, b *badgerBackend, key []byte) {
+func completeKey(t *testing.T, b *Backend, key []byte) {
 	t.Helper()
 	ctx := context.Background()
-	res, err := b.Claim(ctx, key, ClaimRequest{Value: []byte("claim"), Lease: time.Minute, TTL: time.Hour, Volatile: true})
+	res, err := b.Claim(ctx, key, backend.ClaimRequest{Value: []byte("claim"), Lease: time.Minute, TTL: time.Hour, Volatile: true})
 	require.NoError(t, err)
 	require.NotZero(t, res.Owner, "%s is new", key)
 	require.NoError(t, b.Complete(ctx, key, res.Owner, []byte("done"), time.Hour))
@@ -57,7 +58,7 @@ func completeKey(t *testing.T, b *badgerBackend, key []byte) {
 // that skips reading is only for keys never stored.
 func TestPresenceKnowsKeysFromBeforeOpen(t *testing.T) {
 	dir := t.TempDir()
-	b, err := openBadger(Options{Dir: dir})
+	b, err := Open(Options{Dir: dir})
 	require.NoError(t, err)
 	const n = 2000
 	for i := range n {
@@ -65,12 +66,12 @@ func TestPresenceKnowsKeysFromBeforeOpen(t *testing.T) {
 	}
 	require.NoError(t, b.close())
 
-	b, err = openBadger(Options{Dir: dir})
+	b, err = Open(Options{Dir: dir})
 	require.NoError(t, err)
 	defer b.close()
 	waitForKeyScan(t, b)
 	for i := range n {
-		res, err := b.Claim(context.Background(), fmt.Appendf(nil, "k%d", i), ClaimRequest{Value: []byte("again"), Lease: time.Minute, TTL: time.Hour})
+		res, err := b.Claim(context.Background(), fmt.Appendf(nil, "k%d", i), backend.ClaimRequest{Value: []byte("again"), Lease: time.Minute, TTL: time.Hour})
 		require.NoError(t, err)
 		require.True(t, res.Found, "key %d", i)
 		require.Zero(t, res.Owner)
@@ -87,9 +88,8 @@ func TestPresenceKnowsKeysFromBeforeOpen(t *testing.T) {
 // Filters refilled while writers write (each time more keys were added than
 // a filter was sized for) miss no key.
 func TestPresenceRefillsMissNothing(t *testing.T) {
-	defer func(old int) { minFilterKeys = old }(minFilterKeys)
-	minFilterKeys = 500
-	b, err := openBadger(Options{InMemory: true})
+	const minFilterKeys = 500
+	b, err := Open(Options{InMemory: true, FilterKeys: minFilterKeys})
 	require.NoError(t, err)
 	defer b.close()
 	waitForKeyScan(t, b)

@@ -1,4 +1,4 @@
-package idem_test
+package idembadger_test
 
 import (
 	"testing"

@@ -1,4 +1,4 @@
-package idem
+package idembadger
 
 import (
 	"os"
@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/idemkit/idem/backend"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -24,7 +25,7 @@ func TestDiskGuard(t *testing.T) {
 	wg.Wait()
 
 	tight := newDiskGuard(Options{Dir: dir, MinFreeDisk: free * 3 / 2})
-	assert.ErrorIs(t, tight.allow(true), ErrDiskFull, "new keys stop at the margin")
+	assert.ErrorIs(t, tight.allow(true), backend.ErrDiskFull, "new keys stop at the margin")
 	assert.NoError(t, tight.allow(false), "completions go on down to half of it")
 
 	off := newDiskGuard(Options{Dir: dir, MinFreeDisk: -1})
@@ -37,7 +38,7 @@ func TestDiskGuard(t *testing.T) {
 
 // TestDiskGuardRefusesADirectoryThatCannotTakeAFile removes the store's
 // directory from under the guard, then puts it back: writes get
-// ErrStorageFault in between, and go on once it is back.
+// backend.ErrStorageFault in between, and go on once it is back.
 func TestDiskGuardRefusesADirectoryThatCannotTakeAFile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	require.NoError(t, os.Mkdir(dir, 0o755))
@@ -45,8 +46,8 @@ func TestDiskGuardRefusesADirectoryThatCannotTakeAFile(t *testing.T) {
 	require.NoError(t, g.allow(true))
 	require.NoError(t, os.Remove(dir))
 	g.checked.Store(0) // look now
-	assert.ErrorIs(t, g.allow(true), ErrStorageFault)
-	assert.ErrorIs(t, g.allow(false), ErrStorageFault, "completions too")
+	assert.ErrorIs(t, g.allow(true), backend.ErrStorageFault)
+	assert.ErrorIs(t, g.allow(false), backend.ErrStorageFault, "completions too")
 	require.NoError(t, os.Mkdir(dir, 0o755))
 	g.checked.Store(0)
 	assert.NoError(t, g.allow(true), "writes go on once the directory takes files again")

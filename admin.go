@@ -67,8 +67,15 @@ func (s *Store) AdminHandler(opts AdminOptions) http.Handler {
 			writeError(w, http.StatusBadRequest, errors.New("limit: want a whole number"))
 			return
 		}
+		var state RecordState
+		if name := q.Get("state"); name != "" {
+			if state, err = ParseRecordState(name); err != nil {
+				writeError(w, http.StatusBadRequest, err)
+				return
+			}
+		}
 		f := RecordFilter{
-			Scope: q.Get("scope"), Tenant: q.Get("tenant"), State: q.Get("state"),
+			Scope: q.Get("scope"), Tenant: q.Get("tenant"), State: state,
 			KeyPrefix: q.Get("prefix"), Expired: q.Get("expired") == "1",
 			Limit: limit, Values: q.Get("values") == "1",
 		}

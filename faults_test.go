@@ -190,7 +190,7 @@ func TestDamagedRecordIsAnErrorForItsKeyOnly(t *testing.T) {
 	assert.Equal(t, "v", string(res.Value))
 	info, err := st.Lookup(ctx, "s", "", "bad")
 	require.NoError(t, err)
-	assert.Equal(t, "corrupt", info.State)
+	assert.Equal(t, StateCorrupt, info.State)
 	require.NoError(t, st.Delete(ctx, "s", "", "bad"), "an operator can delete it")
 	_, err = sc.Do(ctx, "bad", nil, value(&runs, "x"))
 	assert.NoError(t, err)

@@ -18,11 +18,8 @@ import (
 // as tenant_base64 or key_base64, with its exact bytes.
 type RecordInfo struct {
 	Scope, Tenant, Key string
-	// State is "in_progress" (owned by a live call of this process, or of
-	// another process holding its lease on a shared backend), "orphaned"
-	// (in progress, but its owner is gone), "completed", "failed" or
-	// "too_large".
-	State       string
+	// State is where the record stands (see RecordState).
+	State       RecordState
 	Epoch       uint64 // the Open that wrote it
 	CreatedAt   time.Time
 	ExpiresAt   time.Time
@@ -37,19 +34,19 @@ type RecordInfo struct {
 // valid UTF-8 (which JSON strings cannot carry) is sent in base64 instead,
 // in tenant_base64 or key_base64, and its text field is left empty.
 type recordJSON struct {
-	Scope        string    `json:"scope"`
-	Tenant       string    `json:"tenant"`
-	TenantBase64 []byte    `json:"tenant_base64,omitempty"`
-	Key          string    `json:"key,omitempty"`
-	KeyBase64    []byte    `json:"key_base64,omitempty"`
-	State        string    `json:"state"`
-	Epoch        uint64    `json:"epoch"`
-	CreatedAt    time.Time `json:"created_at"`
-	ExpiresAt    time.Time `json:"expires_at"`
-	Expired      bool      `json:"expired"`
-	ValueBytes   int64     `json:"value_bytes"`
-	Fingerprint  string    `json:"fingerprint"`
-	Value        []byte    `json:"value,omitempty"`
+	Scope        string      `json:"scope"`
+	Tenant       string      `json:"tenant"`
+	TenantBase64 []byte      `json:"tenant_base64,omitempty"`
+	Key          string      `json:"key,omitempty"`
+	KeyBase64    []byte      `json:"key_base64,omitempty"`
+	State        RecordState `json:"state"`
+	Epoch        uint64      `json:"epoch"`
+	CreatedAt    time.Time   `json:"created_at"`
+	ExpiresAt    time.Time   `json:"expires_at"`
+	Expired      bool        `json:"expired"`
+	ValueBytes   int64       `json:"value_bytes"`
+	Fingerprint  string      `json:"fingerprint"`
+	Value        []byte      `json:"value,omitempty"`
 }
 
 // MarshalJSON encodes r in its wire form.
@@ -103,19 +100,19 @@ func (r *RecordInfo) UnmarshalJSON(b []byte) error {
 // RecordFilter selects records for [Store.Records]. Zero fields select
 // everything (but expired records, see Expired).
 type RecordFilter struct {
-	Scope     string // only this scope
-	Tenant    string // only this tenant (with Scope)
-	State     string // only this RecordInfo.State
-	KeyPrefix string // only keys starting with it
-	Expired   bool   // include records whose deadline has passed
-	Limit     int    // stop after this many (0: no limit)
-	Values    bool   // fill RecordInfo.Value
+	Scope     string      // only this scope
+	Tenant    string      // only this tenant (with Scope)
+	State     RecordState // only records in this state
+	KeyPrefix string      // only keys starting with it
+	Expired   bool        // include records whose deadline has passed
+	Limit     int         // stop after this many (0: no limit)
+	Values    bool        // fill RecordInfo.Value
 }
 
 // Records calls fn for each record that matches f, streaming (in (scope,
 // tenant, key) order with the default backend): memory use does not grow
 // with the number of records. It stops at fn's first error and returns
-// it. Damaged records are reported with State "corrupt". A fn that blocks
+// it. Damaged records are reported with State StateCorrupt. A fn that blocks
 // (writing to a client that stopped reading, say) holds up neither the
 // store's other calls nor Close: Close ends the listing, with ErrClosed.
 func (s *Store) Records(ctx context.Context, f RecordFilter, fn func(RecordInfo) error) error {
@@ -295,12 +292,12 @@ func (s *Store) describe(k []byte, e Entry, now time.Time, withValue bool) (Reco
 	info := RecordInfo{Scope: scope, Tenant: tenant, Key: key}
 	var rec record
 	if err := decodeRecord(e.Value, &rec); err != nil {
-		info.State = "corrupt"
+		info.State = StateCorrupt
 		return info, true
 	}
-	info.State = rec.state.String()
+	info.State = rec.state.public()
 	if rec.state == stateInProgress && e.Lapsed && !s.live(k) {
-		info.State = "orphaned"
+		info.State = StateOrphaned
 	}
 	info.Epoch = rec.epoch
 	info.CreatedAt, info.ExpiresAt = timeOf(rec.created), timeOf(rec.expires)

@@ -41,7 +41,7 @@ func TestRecordsLookupDelete(t *testing.T) {
 	rs := collect(RecordFilter{Scope: "s", Tenant: "t0", KeyPrefix: "k2", Values: true})
 	require.Len(t, rs, 1)
 	assert.Equal(t, "v2", string(rs[0].Value))
-	assert.Equal(t, "completed", rs[0].State)
+	assert.Equal(t, StateCompleted, rs[0].State)
 	assert.Equal(t, []byte("fp"), rs[0].Fingerprint)
 	err = st.Records(ctx, RecordFilter{Tenant: "t0"}, func(RecordInfo) error { return nil })
 	assert.ErrorIs(t, err, ErrInvalidScope)

@@ -23,19 +23,20 @@ const (
 	stateTooLarge recordState = 4
 )
 
-// String returns the state's name as the CLI and RecordInfo spell it.
-func (s recordState) String() string {
+// public returns the RecordState a record in this state shows (before
+// the orphan check).
+func (s recordState) public() RecordState {
 	switch s {
 	case stateInProgress:
-		return "in_progress"
+		return StateInProgress
 	case stateCompleted:
-		return "completed"
+		return StateCompleted
 	case stateFailed:
-		return "failed"
+		return StateFailed
 	case stateTooLarge:
-		return "too_large"
+		return StateTooLarge
 	}
-	return fmt.Sprintf("state(%d)", uint8(s))
+	return RecordState(fmt.Sprintf("state(%d)", uint8(s)))
 }
 
 // record is one key's stored state. Times are Unix nanoseconds of the

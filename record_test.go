@@ -21,7 +21,7 @@ func sampleRecords() []record {
 
 func TestRecordRoundTrip(t *testing.T) {
 	for _, want := range sampleRecords() {
-		t.Run(want.state.String(), func(t *testing.T) {
+		t.Run(string(want.state.public()), func(t *testing.T) {
 			var got record
 			require.NoError(t, decodeRecord(appendRecord(nil, &want), &got))
 			if len(want.value) == 0 {
@@ -50,9 +50,25 @@ func TestRecordCorruptionIsDetected(t *testing.T) {
 }
 
 func TestStateString(t *testing.T) {
-	assert.Equal(t, "in_progress", stateInProgress.String())
-	assert.Equal(t, "too_large", stateTooLarge.String())
-	assert.Equal(t, "state(9)", recordState(9).String())
+	assert.Equal(t, StateInProgress, stateInProgress.public())
+	assert.Equal(t, StateTooLarge, stateTooLarge.public())
+	assert.Equal(t, RecordState("state(9)"), recordState(9).public())
+}
+
+// TestRecordStatesParse checks that every state a record can show reads
+// back by name, and that an unknown name lists them.
+func TestRecordStatesParse(t *testing.T) {
+	for _, s := range RecordStates() {
+		got, err := ParseRecordState(string(s))
+		require.NoError(t, err)
+		assert.Equal(t, s, got)
+	}
+	for s := stateInProgress; s <= stateTooLarge; s++ {
+		assert.Contains(t, RecordStates(), s.public(), "a stored state is listed")
+	}
+	assert.Contains(t, RecordStates(), StateCorrupt)
+	_, err := ParseRecordState("weird")
+	assert.ErrorContains(t, err, "corrupt")
 }
 
 // FuzzDecodeRecord checks that no input makes the decoder panic, and that

@@ -141,7 +141,7 @@ func TestInstancesShareRecords(t *testing.T) {
 
 	info, err := stores[1].Lookup(ctx, "orders", "acct", "k")
 	require.NoError(t, err)
-	assert.Equal(t, "completed", info.State)
+	assert.Equal(t, idem.StateCompleted, info.State)
 	var n int
 	require.NoError(t, stores[1].Records(ctx, idem.RecordFilter{Scope: "orders"}, func(idem.RecordInfo) error { n++; return nil }))
 	assert.Equal(t, 3, n)
@@ -303,7 +303,7 @@ func TestLapsedClaimUnderOrphanReport(t *testing.T) {
 	assert.ErrorIs(t, err, idem.ErrOutcomeUnknown, "lapsed: reported, never run again")
 	info, err := stores[1].Lookup(ctx, "orders", "", "k")
 	require.NoError(t, err)
-	assert.Equal(t, "orphaned", info.State)
+	assert.Equal(t, idem.StateOrphaned, info.State)
 
 	// Nobody took it over, so the owner may still record its outcome.
 	backends[0].resume()
@@ -450,7 +450,7 @@ func TestAdminHandlerOnRedis(t *testing.T) {
 	var info idem.RecordInfo
 	require.NoError(t, info.UnmarshalJSON([]byte(strings.TrimSpace(string(body)))))
 	assert.Equal(t, "acct", info.Tenant)
-	assert.Equal(t, "completed", info.State)
+	assert.Equal(t, idem.StateCompleted, info.State)
 
 	del, err := http.NewRequest("POST", srv.URL+"/delete?scope=orders&tenant=acct&key=k", nil)
 	require.NoError(t, err)

@@ -17,7 +17,7 @@ import (
 
 const dumpUsage = `idem dump [-dir DIR | -url URL] [-scope S] [-tenant T] [-state STATE] [-prefix P] [-expired] [-limit N] [-values] [-json]
 
-States: in_progress, orphaned, completed, failed, too_large.
+States: in_progress, orphaned, completed, failed, too_large, corrupt.
 
 examples:
   idem dump -dir /var/lib/orders/idem -scope payments -state orphaned
@@ -30,7 +30,7 @@ func runDump(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var f idem.RecordFilter
 	fs.StringVar(&f.Scope, "scope", "", "only this scope")
 	fs.StringVar(&f.Tenant, "tenant", "", "only this tenant (with -scope)")
-	fs.StringVar(&f.State, "state", "", "only records in this state")
+	stateName := fs.String("state", "", "only records in this state")
 	fs.StringVar(&f.KeyPrefix, "prefix", "", "only keys with this prefix")
 	fs.BoolVar(&f.Expired, "expired", false, "include expired records")
 	fs.IntVar(&f.Limit, "limit", 0, "stop after N records (0: all)")
@@ -48,10 +48,12 @@ func runDump(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case f.Tenant != "" && f.Scope == "":
 		return usagef("-tenant needs -scope")
 	}
-	switch f.State {
-	case "", "in_progress", "orphaned", "completed", "failed", "too_large":
-	default:
-		return usagef("-state %q: want in_progress, orphaned, completed, failed or too_large", f.State)
+	if *stateName != "" {
+		s, err := idem.ParseRecordState(*stateName)
+		if err != nil {
+			return usagef("-state: %v", err)
+		}
+		f.State = s
 	}
 	src, err := t.open(false)
 	if err != nil {
@@ -92,9 +94,9 @@ func runDump(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 func state(r idem.RecordInfo) string {
 	if r.Expired {
-		return r.State + " (expired)"
+		return string(r.State) + " (expired)"
 	}
-	return r.State
+	return string(r.State)
 }
 
 // escape quotes a string that is empty or holds anything but printable,

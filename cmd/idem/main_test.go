@@ -88,11 +88,11 @@ func TestDumpOffline(t *testing.T) {
 	require.Len(t, recs, 5, "the expired webhook is left out")
 	assert.Equal(t, "payments", recs[0].Scope)
 	assert.Equal(t, "", recs[0].Tenant, "the scope's own keys come first")
-	assert.Equal(t, "orphaned", recs[0].State)
+	assert.Equal(t, idem.StateOrphaned, recs[0].State)
 	assert.Equal(t, "acct 2", recs[1].Tenant)
 	assert.Equal(t, "weird\tkey", recs[1].Key)
-	assert.Equal(t, "failed", recs[1].State)
-	assert.Equal(t, "completed", recs[2].State)
+	assert.Equal(t, idem.StateFailed, recs[1].State)
+	assert.Equal(t, idem.StateCompleted, recs[2].State)
 	assert.Equal(t, []byte{0xab, 0}, recs[2].Fingerprint)
 	assert.Nil(t, recs[2].Value, "values only with -values")
 	assert.Contains(t, out, `"fingerprint":"ab00"`)
@@ -255,7 +255,7 @@ func TestDumpOfKilledStore(t *testing.T) {
 	require.Len(t, recs, 101)
 	states := map[string]int{}
 	for _, r := range recs {
-		states[r.State]++
+		states[string(r.State)]++
 	}
 	assert.Equal(t, map[string]int{"completed": 100, "orphaned": 1}, states)
 	assert.Equal(t, before, hashTree(t, dir), "not a byte of the killed store changed")

@@ -196,7 +196,7 @@ func (r *remote) getJSON(ctx context.Context, method, path string, q url.Values,
 
 func (r *remote) records(ctx context.Context, f idem.RecordFilter, fn func(idem.RecordInfo) error) error {
 	q := url.Values{}
-	for k, v := range map[string]string{"scope": f.Scope, "tenant": f.Tenant, "state": f.State, "prefix": f.KeyPrefix} {
+	for k, v := range map[string]string{"scope": f.Scope, "tenant": f.Tenant, "state": string(f.State), "prefix": f.KeyPrefix} {
 		if v != "" {
 			q.Set(k, v)
 		}

@@ -49,7 +49,7 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	now := time.Now()
 	err = src.records(ctx, idem.RecordFilter{Expired: true}, func(r idem.RecordInfo) error {
 		out.Records++
-		out.States[r.State]++
+		out.States[string(r.State)]++
 		left := r.ExpiresAt.Sub(now)
 		for _, b := range expiryBuckets {
 			if r.Expired && b.limit == 0 || !r.Expired && b.limit > 0 && left < b.limit {

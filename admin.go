@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -57,27 +56,25 @@ type AdminOptions struct {
 // whose client stops reading is cut off after adminWriteTimeout.
 func (s *Store) AdminHandler(opts AdminOptions) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+adminapi.PathStats, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.Stats())
 	})
-	mux.HandleFunc("GET /records", func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		limit, err := strconv.Atoi(q.Get("limit"))
-		if q.Get("limit") != "" && (err != nil || limit < 0) {
-			writeError(w, http.StatusBadRequest, errors.New("limit: want a whole number"))
+	mux.HandleFunc("GET "+adminapi.PathRecords, func(w http.ResponseWriter, r *http.Request) {
+		wf, err := adminapi.ParseFilter(r.URL.Query())
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err)
 			return
 		}
 		var state RecordState
-		if name := q.Get("state"); name != "" {
-			if state, err = ParseRecordState(name); err != nil {
+		if wf.State != "" {
+			if state, err = ParseRecordState(wf.State); err != nil {
 				writeError(w, http.StatusBadRequest, err)
 				return
 			}
 		}
 		f := RecordFilter{
-			Scope: q.Get("scope"), Tenant: q.Get("tenant"), State: state,
-			KeyPrefix: q.Get("prefix"), Expired: q.Get("expired") == "1",
-			Limit: limit, Values: q.Get("values") == "1",
+			Scope: wf.Scope, Tenant: wf.Tenant, State: state, KeyPrefix: wf.Prefix,
+			Expired: wf.Expired, Limit: wf.Limit, Values: wf.Values,
 		}
 		w.Header().Set("Content-Type", "application/jsonl")
 		enc := json.NewEncoder(w)
@@ -101,9 +98,9 @@ func (s *Store) AdminHandler(opts AdminOptions) http.Handler {
 			writeError(w, statusOf(err), err)
 		}
 	})
-	mux.HandleFunc("GET /record", func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		info, err := s.Lookup(r.Context(), q.Get("scope"), q.Get("tenant"), q.Get("key"))
+	mux.HandleFunc("GET "+adminapi.PathRecord, func(w http.ResponseWriter, r *http.Request) {
+		k := adminapi.ParseKey(r.URL.Query())
+		info, err := s.Lookup(r.Context(), k.Scope, k.Tenant, k.Key)
 		if err != nil {
 			writeError(w, statusOf(err), err)
 			return
@@ -123,7 +120,7 @@ func (s *Store) AdminHandler(opts AdminOptions) http.Handler {
 			}
 		}
 	}
-	mux.HandleFunc("POST /gc", mutation(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+adminapi.PathGC, mutation(func(w http.ResponseWriter, r *http.Request) {
 		stats, err := s.GC(r.Context())
 		if err != nil {
 			writeError(w, statusOf(err), err)
@@ -131,9 +128,9 @@ func (s *Store) AdminHandler(opts AdminOptions) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, stats)
 	}))
-	mux.HandleFunc("POST /delete", mutation(func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		if err := s.Delete(r.Context(), q.Get("scope"), q.Get("tenant"), q.Get("key")); err != nil {
+	mux.HandleFunc("POST "+adminapi.PathDelete, mutation(func(w http.ResponseWriter, r *http.Request) {
+		k := adminapi.ParseKey(r.URL.Query())
+		if err := s.Delete(r.Context(), k.Scope, k.Tenant, k.Key); err != nil {
 			writeError(w, statusOf(err), err)
 			return
 		}

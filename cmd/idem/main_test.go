@@ -500,3 +500,51 @@ func TestTokenForTheAdminHandler(t *testing.T) {
 	_, errOut, code = cli(t, "gc", "-url", srv.URL)
 	assert.Zero(t, code, errOut)
 }
+
+// TestAdminClientAndHandlerAgree keeps the CLI's client of the admin
+// handler in step with the handler: for every filter flag, and for one
+// record, the answer through -url is what the store itself gives.
+func TestAdminClientAndHandlerAgree(t *testing.T) {
+	dir := t.TempDir()
+	seed(t, dir)
+	st, err := idem.Open(idem.Options{Dir: dir, GCInterval: -1, ReadOnly: true})
+	require.NoError(t, err)
+	defer st.Close()
+	srv := httptest.NewServer(st.AdminHandler(idem.AdminOptions{}))
+	defer srv.Close()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		args []string
+		f    idem.RecordFilter
+	}{
+		{nil, idem.RecordFilter{}},
+		{[]string{"-scope", "payments"}, idem.RecordFilter{Scope: "payments"}},
+		{[]string{"-scope", "payments", "-tenant", "acct_1"}, idem.RecordFilter{Scope: "payments", Tenant: "acct_1"}},
+		{[]string{"-state", "orphaned"}, idem.RecordFilter{State: idem.StateOrphaned}},
+		{[]string{"-prefix", "order-"}, idem.RecordFilter{KeyPrefix: "order-"}},
+		{[]string{"-expired"}, idem.RecordFilter{Expired: true}},
+		{[]string{"-limit", "2"}, idem.RecordFilter{Limit: 2}},
+		{[]string{"-values"}, idem.RecordFilter{Values: true}},
+	} {
+		out, errOut, code := cli(t, append([]string{"dump", "-url", srv.URL, "-json"}, tc.args...)...)
+		require.Zero(t, code, errOut)
+		var want []idem.RecordInfo
+		require.NoError(t, st.Records(ctx, tc.f, func(r idem.RecordInfo) error { want = append(want, r); return nil }))
+		got := dumpJSON(t, out)
+		require.Len(t, got, len(want), "%v", tc.args)
+		for i := range want {
+			assert.Equal(t, want[i].Key, got[i].Key, "%v", tc.args)
+			assert.Equal(t, want[i].State, got[i].State, "%v", tc.args)
+			assert.Equal(t, want[i].Value, got[i].Value, "%v", tc.args)
+			assert.Equal(t, want[i].Expired, got[i].Expired, "%v", tc.args)
+		}
+	}
+	out, errOut, code := cli(t, "get", "-url", srv.URL, "-json", "-scope", "payments", "-tenant", "acct_1", "order-1")
+	require.Zero(t, code, errOut)
+	want, err := st.Lookup(ctx, "payments", "acct_1", "order-1")
+	require.NoError(t, err)
+	got := dumpJSON(t, out)
+	require.Len(t, got, 1)
+	assert.Equal(t, want.Value, got[0].Value)
+	assert.Equal(t, want.Fingerprint, got[0].Fingerprint)
+}

@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/idemkit/idem"
@@ -195,22 +194,11 @@ func (r *remote) getJSON(ctx context.Context, method, path string, q url.Values,
 }
 
 func (r *remote) records(ctx context.Context, f idem.RecordFilter, fn func(idem.RecordInfo) error) error {
-	q := url.Values{}
-	for k, v := range map[string]string{"scope": f.Scope, "tenant": f.Tenant, "state": string(f.State), "prefix": f.KeyPrefix} {
-		if v != "" {
-			q.Set(k, v)
-		}
-	}
-	if f.Expired {
-		q.Set("expired", "1")
-	}
-	if f.Values {
-		q.Set("values", "1")
-	}
-	if f.Limit > 0 {
-		q.Set("limit", strconv.Itoa(f.Limit))
-	}
-	resp, err := r.do(ctx, http.MethodGet, "/records", q)
+	q := adminapi.Filter{
+		Scope: f.Scope, Tenant: f.Tenant, State: string(f.State), Prefix: f.KeyPrefix,
+		Expired: f.Expired, Values: f.Values, Limit: f.Limit,
+	}.Query()
+	resp, err := r.do(ctx, http.MethodGet, adminapi.PathRecords, q)
 	if err != nil {
 		return err
 	}
@@ -230,29 +218,29 @@ func (r *remote) records(ctx context.Context, f idem.RecordFilter, fn func(idem.
 }
 
 func keyQuery(scope, tenant, key string) url.Values {
-	return url.Values{"scope": {scope}, "tenant": {tenant}, "key": {key}}
+	return adminapi.Key{Scope: scope, Tenant: tenant, Key: key}.Query()
 }
 
 func (r *remote) lookup(ctx context.Context, scope, tenant, key string) (idem.RecordInfo, error) {
 	var info idem.RecordInfo
-	err := r.getJSON(ctx, http.MethodGet, "/record", keyQuery(scope, tenant, key), &info)
+	err := r.getJSON(ctx, http.MethodGet, adminapi.PathRecord, keyQuery(scope, tenant, key), &info)
 	return info, err
 }
 
 func (r *remote) stats(ctx context.Context) (idem.Stats, error) {
 	var s idem.Stats
-	err := r.getJSON(ctx, http.MethodGet, "/stats", nil, &s)
+	err := r.getJSON(ctx, http.MethodGet, adminapi.PathStats, nil, &s)
 	return s, err
 }
 
 func (r *remote) gc(ctx context.Context) (idem.GCStats, error) {
 	var s idem.GCStats
-	err := r.getJSON(ctx, http.MethodPost, "/gc", nil, &s)
+	err := r.getJSON(ctx, http.MethodPost, adminapi.PathGC, nil, &s)
 	return s, err
 }
 
 func (r *remote) delete(ctx context.Context, scope, tenant, key string) error {
-	return r.getJSON(ctx, http.MethodPost, "/delete", keyQuery(scope, tenant, key), nil)
+	return r.getJSON(ctx, http.MethodPost, adminapi.PathDelete, keyQuery(scope, tenant, key), nil)
 }
 
 func (r *remote) close() error { return nil }

@@ -141,7 +141,7 @@ func (cl *Claim) finish(ctx context.Context, rec *record, ttl time.Duration) (*r
 		return nil, err
 	}
 	size := recordSize(cl.key, len(buf))
-	sc.usage.bytes.Add(size - cl.size)
+	sc.usage.resized(cl.size, size)
 	cl.size = size
 	// Waiters get a record that aliases the bytes written, never the
 	// caller's value slice, which the caller may reuse.
@@ -172,7 +172,7 @@ func (cl *Claim) Release(ctx context.Context) error {
 	})
 	switch {
 	case err == nil:
-		cl.scope.usage.remove(cl.size)
+		cl.scope.usage.left(cl.size)
 	case errors.Is(err, ErrLeaseLost):
 		cl.lose()
 		return err
@@ -195,7 +195,7 @@ func (cl *Claim) abandon() {
 	if !cl.finished {
 		cl.giveUp()
 		if cl.leavesNothing {
-			cl.scope.usage.remove(cl.size)
+			cl.scope.usage.left(cl.size)
 		}
 		cl.scope.store.stats.abandoned.Add(1)
 		cl.end(nil)
@@ -216,7 +216,7 @@ func (cl *Claim) lose() {
 	if cl.cancel != nil {
 		cl.cancel(ErrLeaseLost)
 	}
-	cl.scope.usage.remove(cl.size)
+	cl.scope.usage.left(cl.size)
 	cl.scope.store.stats.released.Add(1)
 	cl.end(nil)
 }

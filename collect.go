@@ -198,10 +198,7 @@ func (s *Store) recount(before, counted map[string]ScopeStats) {
 	for name := range names {
 		u := s.usage.of(name)
 		b, c := before[name], counted[name]
-		// Swap the count the sweep started from for the one it made; what
-		// changed meanwhile stays in the counters.
-		u.keys.Add(c.Keys - b.Keys)
-		u.bytes.Add(c.Bytes - b.Bytes)
+		u.recounted(b, c)
 	}
 }
 

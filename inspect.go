@@ -264,7 +264,7 @@ func (s *Store) Delete(ctx context.Context, scope, tenant, key string) error {
 		return ErrNotFound
 	}
 	scopeName, _, _, _ := splitKey(k)
-	s.usage.of(scopeName).remove(size)
+	s.usage.of(scopeName).left(size)
 	return nil
 }
 

@@ -285,7 +285,7 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 	reserved := refusal == nil
 	fail := func(err error) (*Claim, *record, error) {
 		if reserved {
-			sc.usage.keys.Add(-1)
+			sc.usage.unreserve()
 		}
 		sh.finish(k, c, nil, 0, false)
 		return nil, nil, err
@@ -351,7 +351,7 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 			continue
 		}
 		if reserved {
-			sc.usage.keys.Add(-1) // the key is stored already
+			sc.usage.unreserve() // the key is stored already
 			reserved = false
 		}
 		if !held {
@@ -392,12 +392,7 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 func (sc *Scope) claimed(k []byte, sh *shard, c *call, fingerprint []byte, req ClaimRequest, res ClaimResult) *Claim {
 	st := sc.store
 	size := recordSize(k, len(req.Value))
-	added := size
-	if res.Found {
-		sc.usage.keys.Add(-1) // it replaced a record already counted
-		added -= recordSize(k, len(res.Prev.Value))
-	}
-	sc.usage.bytes.Add(added)
+	sc.usage.entered(size, res.Found, recordSize(k, len(res.Prev.Value)))
 	sh.claim(c, fingerprint)
 	cl := &Claim{scope: sc, key: k, shard: sh, call: c, fingerprint: fingerprint, owned: true,
 		owner: res.Owner, token: res.Token, size: size,
@@ -410,31 +405,17 @@ func (sc *Scope) claimed(k []byte, sh *shard, c *call, fingerprint []byte, req C
 	return cl
 }
 
-// admit reserves room for one more key in the scope (see reserve), or
+// admit reserves room for one more key in the scope (see usage.reserve), or
 // returns why it cannot: ErrDiskFull or ErrScopeFull.
 func (sc *Scope) admit() error {
 	if err := sc.store.allowWrite(true); err != nil {
 		return err
 	}
-	if !sc.reserve() {
+	if !sc.usage.reserve(sc.opts.MaxKeys, sc.opts.MaxBytes) {
 		return fmt.Errorf("%w: scope %q holds %d keys and %d bytes (caps %d and %d)",
 			ErrScopeFull, sc.name, sc.usage.keys.Load(), sc.usage.bytes.Load(), sc.opts.MaxKeys, sc.opts.MaxBytes)
 	}
 	return nil
-}
-
-// reserve counts one more key in the scope, unless that would pass its
-// caps.
-func (sc *Scope) reserve() bool {
-	u, o := sc.usage, sc.opts
-	if o.MaxBytes > 0 && u.bytes.Load() >= o.MaxBytes {
-		return false
-	}
-	if n := u.keys.Add(1); o.MaxKeys > 0 && n > o.MaxKeys {
-		u.keys.Add(-1)
-		return false
-	}
-	return true
 }
 
 // replay returns rec, a record of a key in shard sh, as the caller's

@@ -1,8 +1,6 @@
 package idem
 
 import (
-	"time"
-
 	"github.com/idemkit/idem/backend"
 )
 
@@ -33,9 +31,3 @@ type (
 // was deleted. Nothing was stored. [Scope.Do] also cancels the context of
 // its function with this cause once the loss is noticed.
 var ErrLeaseLost = backend.ErrLeaseLost
-
-// Lease defaults: a claim is held for DefaultLease and renewed every third
-// of it while its work runs.
-const (
-	DefaultLease = 15 * time.Second
-)

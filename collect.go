@@ -7,10 +7,6 @@ import (
 	"time"
 )
 
-// DefaultGCInterval is how often the collector runs when
-// Options.GCInterval is zero.
-const DefaultGCInterval = 5 * time.Minute
-
 // sweepBatch is how many keys a collection looks at per storage
 // transaction, and deletes at most per commit.
 const sweepBatch = 1024
@@ -21,8 +17,8 @@ type GCStats struct {
 	Deleted          int64         // expired records deleted
 	DeletedBytes     int64         // their keys and records, in bytes
 	Live             int64         // records left
-	ValueLogRewrites int           // value-log files the engine rewrote
-	DiskBefore       int64         // bytes on disk when it started
+	ValueLogRewrites int           // storage the engine rewrote to give space back (Badger: value-log files; 0 for others)
+	DiskBefore       int64         // bytes on disk when it started (engines on the local disk, such as Badger; 0 for others)
 	DiskAfter        int64         // and when it ended
 	Duration         time.Duration // how long it took
 }

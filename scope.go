@@ -35,63 +35,6 @@ func (p OrphanPolicy) String() string {
 	return fmt.Sprintf("OrphanPolicy(%d)", uint8(p))
 }
 
-// ScopeOptions configures a scope. The zero value is a scope that keeps
-// results for 24 hours and reruns orphans.
-type ScopeOptions struct {
-	// TTL is how long a completed result is kept and replayed. Zero means
-	// 24 hours; at most MaxTTL (100 years, for "forever").
-	TTL time.Duration
-	// FailureTTL is how long a permanent failure (see Permanent) is kept.
-	// Zero means TTL.
-	FailureTTL time.Duration
-	// OrphanTTL is how long an in-progress record persisted under
-	// OrphanReport is kept, counted from its claim: after a crash, the key
-	// answers ErrOutcomeUnknown for that long. Zero means TTL.
-	OrphanTTL time.Duration
-	// Orphans is the orphan policy. The zero value is OrphanRerun.
-	Orphans OrphanPolicy
-	// MaxValueSize is the largest result stored, in bytes. A larger one is
-	// returned to its caller but stored as its size only, so retries get
-	// ErrValueTooLarge. Zero means 1 MiB; at most 32 MiB.
-	MaxValueSize int
-	// MaxKeys caps the keys the scope holds, all tenants together,
-	// counting claims in progress. A new key beyond it gets ErrScopeFull.
-	// Zero means no cap.
-	MaxKeys int64
-	// MaxBytes caps the bytes the scope's records take (keys and encoded
-	// records): once it holds that many, a new key gets ErrScopeFull. Zero
-	// means no cap.
-	MaxBytes int64
-}
-
-func (o ScopeOptions) withDefaults() (ScopeOptions, error) {
-	switch {
-	case o.TTL < 0 || o.FailureTTL < 0 || o.OrphanTTL < 0:
-		return o, invalid(ErrInvalidScope, "negative retention")
-	case o.TTL > MaxTTL || o.FailureTTL > MaxTTL || o.OrphanTTL > MaxTTL:
-		return o, invalid(ErrInvalidScope, "retention over MaxTTL (%v): TTL %v, FailureTTL %v, OrphanTTL %v", MaxTTL, o.TTL, o.FailureTTL, o.OrphanTTL)
-	case o.Orphans > OrphanReport:
-		return o, invalid(ErrInvalidScope, "unknown orphan policy %d", o.Orphans)
-	case o.MaxKeys < 0 || o.MaxBytes < 0:
-		return o, invalid(ErrInvalidScope, "negative cap")
-	case o.MaxValueSize < 0 || o.MaxValueSize > maxValueSizeLimit:
-		return o, invalid(ErrInvalidScope, "MaxValueSize %d out of range 0 to %d", o.MaxValueSize, maxValueSizeLimit)
-	}
-	if o.TTL == 0 {
-		o.TTL = DefaultTTL
-	}
-	if o.FailureTTL == 0 {
-		o.FailureTTL = o.TTL
-	}
-	if o.OrphanTTL == 0 {
-		o.OrphanTTL = o.TTL
-	}
-	if o.MaxValueSize == 0 {
-		o.MaxValueSize = DefaultMaxValueSize
-	}
-	return o, nil
-}
-
 // Scope is a key space of a [Store] with its own retention and policies,
 // or a tenant's part of one (see [Scope.Tenant]). It is safe for
 // concurrent use.

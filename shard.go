@@ -10,10 +10,6 @@ import (
 	"github.com/cespare/xxhash/v2"
 )
 
-// defaultShards is the shard count when Options.Shards is zero: enough that
-// unrelated keys rarely share a mutex on a many-core machine.
-const defaultShards = 64
-
 // shard owns the calls in flight for the keys that hash to it, and a cache
 // of their finished records. A key is in the calls map from the moment a
 // caller starts looking it up until that caller has stored or released it:

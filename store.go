@@ -14,107 +14,6 @@ import (
 	"github.com/idemkit/idem/idembadger"
 )
 
-// Options configures [Open]. The zero value is not usable on its own: set
-// Dir, InMemory for a store that lives and dies with the process, or
-// Backend.
-type Options struct {
-	// Dir is the directory holding the store. It is created if missing and
-	// may be opened by one Store at a time (see [ErrLocked]).
-	Dir string
-
-	// InMemory keeps everything in memory, for tests and for work that need
-	// not survive the process. Dir must then be empty.
-	InMemory bool
-
-	// SyncWrites makes every claim and completion reach stable storage
-	// before it is acknowledged, so that it survives power loss and kernel
-	// crashes. False (the default) survives the process being killed.
-	SyncWrites bool
-
-	// Backend is the storage engine. Nil means Badger in Dir (or in
-	// memory); Dir, InMemory and SyncWrites configure only that default
-	// and must be left empty with another backend, such as the idemredis
-	// one that several processes share. Close closes the backend.
-	Backend Backend
-
-	// Lease is how long a claim holds its key in a backend shared by
-	// several processes: while the work runs the store renews it every
-	// LeaseRenewal, and once an owner that died stops renewing, its claim
-	// lapses and becomes an orphan (see [OrphanPolicy]). Zero means
-	// [DefaultLease], at most MaxTTL. The default backend uses no lease
-	// (see [Exclusive]): a claim is held as long as its work runs, and the
-	// directory lock proves an earlier owner dead.
-	Lease time.Duration
-
-	// LeaseRenewal is how often a running claim's lease is renewed. Zero
-	// means a third of Lease; it must be shorter than Lease.
-	LeaseRenewal time.Duration
-
-	// CacheMaxAge bounds, with a backend shared by several processes, how
-	// long a record is replayed from this process's cache before the
-	// backend is asked again: a record deleted through another process
-	// (Store.Delete there) can still be replayed here for that long.
-	// Records are otherwise immutable until they expire, and expiry is
-	// checked on every replay. Zero means 10 seconds. The default backend
-	// changes only through this process, so its cache needs no bound.
-	CacheMaxAge time.Duration
-
-	// Logger receives the store's and Badger's logs. Nil discards them.
-	Logger *slog.Logger
-
-	// Shards is the number of shards that in-flight calls are spread over,
-	// a power of two. Zero means 64.
-	Shards int
-
-	// Now is the clock that records are dated and expired by. Nil means
-	// the backend's own clock when it has one (see [Clock]: with
-	// idemredis, the Redis server's), so that instances whose clocks
-	// disagree still agree on every record's life, and time.Now otherwise.
-	// Tests pass a fake clock to expire records without waiting; with a
-	// shared backend each instance then goes by the clock it was given.
-	Now func() time.Time
-
-	// CacheBytes bounds the cache of finished records that serves replays
-	// without reading the disk. Zero means 64 MiB; negative turns it off.
-	// Records enter it when they are replayed; with a shared backend,
-	// also when this process stores them.
-	CacheBytes int
-
-	// ReadOnly opens the store for inspection without changing a byte of
-	// it: calls that would write return ErrReadOnly, no epoch starts and no
-	// collector runs. A store that was not closed cleanly (its process was
-	// killed) is read from a private copy, made in the system's temporary
-	// directory and removed by Close. A store in use by a running process
-	// cannot be opened this way (ErrLocked); inspect it through that
-	// process's admin handler instead (Store.AdminHandler).
-	ReadOnly bool
-
-	// MinFreeDisk is the free space, in bytes, that the store keeps on its
-	// file system, beyond half its own size (room for Badger's compactions
-	// to rewrite it): below that, new keys get ErrDiskFull (completions go
-	// on down to half of it). Badger cannot report a full disk as an error
-	// (its memory-mapped writes kill the process), so the store stops
-	// short of one. Zero means 64 MiB; negative turns this check off (the
-	// store still refuses writes while its directory cannot take a new
-	// file: see ErrStorageFault).
-	MinFreeDisk int64
-
-	// GCInterval is how often the background collector deletes expired
-	// records and reclaims their disk space (see Store.GC). Zero means 5
-	// minutes; negative turns the collector off. A shared backend expires
-	// records itself: there the background collection only recounts the
-	// scopes with caps, by reading their records, which are also counted
-	// when the scope is opened. Other scopes' usage follows this process's
-	// writes, plus what the last Store.GC counted.
-	GCInterval time.Duration
-}
-
-// defaultCacheBytes is the record cache size when Options.CacheBytes is 0.
-const defaultCacheBytes = 64 << 20
-
-// defaultCacheMaxAge is Options.CacheMaxAge when it is zero.
-const defaultCacheMaxAge = 10 * time.Second
-
 // Store is an open idempotency store. It is safe for concurrent use. Work
 // is done through the [Scope] values it hands out.
 type Store struct {
@@ -161,47 +60,15 @@ func Open(opts Options) (*Store, error) { return open(opts, time.Now) }
 
 // open is Open with the process's clock, wall (tests pass a skewed one).
 func open(opts Options, wall func() time.Time) (*Store, error) {
-	switch {
-	case opts.Shards == 0:
-		opts.Shards = defaultShards
-	case !validShardCount(opts.Shards):
-		return nil, invalid(ErrInvalidOptions, "Shards is %d, want a power of two up to 65536", opts.Shards)
-	}
-	if opts.Lease == 0 {
-		opts.Lease = DefaultLease
-	}
-	if opts.LeaseRenewal == 0 {
-		opts.LeaseRenewal = opts.Lease / 3
-	}
-	switch {
-	case opts.Lease < 0 || opts.LeaseRenewal < 0:
-		return nil, invalid(ErrInvalidOptions, "negative Lease or LeaseRenewal")
-	case opts.Lease > MaxTTL:
-		return nil, invalid(ErrInvalidOptions, "Lease %v is over MaxTTL (%v)", opts.Lease, MaxTTL)
-	case opts.LeaseRenewal >= opts.Lease:
-		return nil, invalid(ErrInvalidOptions, "LeaseRenewal %v must be shorter than Lease %v", opts.LeaseRenewal, opts.Lease)
-	case opts.CacheMaxAge < 0:
-		return nil, invalid(ErrInvalidOptions, "negative CacheMaxAge")
-	case opts.Backend != nil && (opts.Dir != "" || opts.InMemory || opts.SyncWrites):
-		return nil, invalid(ErrInvalidOptions, "Dir, InMemory and SyncWrites configure the default backend: leave them empty with Backend")
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	clock, _ := opts.Backend.(Clock)
 	if opts.Now != nil {
 		clock = nil // the caller's clock rules
 	} else {
 		opts.Now = wall
-	}
-	switch {
-	case opts.CacheBytes == 0:
-		opts.CacheBytes = defaultCacheBytes
-	case opts.CacheBytes < 0:
-		opts.CacheBytes = 0
-	}
-	if opts.CacheMaxAge == 0 {
-		opts.CacheMaxAge = defaultCacheMaxAge
 	}
 	be := opts.Backend
 	if be == nil {
@@ -245,9 +112,6 @@ func open(opts Options, wall func() time.Time) (*Store, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopCollector = cancel
 	interval := opts.GCInterval
-	if interval == 0 {
-		interval = DefaultGCInterval
-	}
 	if opts.ReadOnly || interval <= 0 {
 		close(s.collectorDone) // no collector
 	} else {
@@ -278,9 +142,10 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Epoch returns the number of this Open of the default backend's store,
-// counting from 1 (0 with another backend). Records are stamped with the
-// epoch that wrote them.
+// Epoch returns the number of this open of the backend's storage,
+// counting from 1, for a backend used by one process at a time
+// ([Exclusive]: the default, Badger); 0 with a shared one, such as
+// idemredis. Records are stamped with the epoch that wrote them.
 func (s *Store) Epoch() uint64 { return s.epoch }
 
 // openDefault opens the default backend, Badger, from opts.
@@ -394,7 +259,7 @@ type Stats struct {
 	ReclaimedBytes uint64 // and the bytes of those records
 
 	Scopes    map[string]ScopeStats // usage by scope name, for every scope stored
-	DiskBytes int64                 // bytes the store takes on disk
+	DiskBytes int64                 // bytes the store takes on disk (engines on the local disk, such as Badger; 0 for others)
 }
 
 // counters are the atomic cells behind Stats.

@@ -24,7 +24,7 @@ var (
 	// tenant id ([Scope.Tenant]).
 	ErrInvalidScope = errors.New("idem: invalid scope")
 
-	// ErrInvalidKey is returned by [Scope.Do], [Scope.Claim] and [Scope.Get]
+	// ErrInvalidKey is returned by [Scope.Do], [Scope.Claim], [Store.Lookup] and [Store.Delete]
 	// for a key that is empty or longer than [MaxKeyLen] bytes, or a
 	// fingerprint longer than [MaxFingerprintLen] bytes.
 	ErrInvalidKey = errors.New("idem: invalid key")
@@ -34,9 +34,11 @@ var (
 	// is left untouched.
 	ErrFingerprintMismatch = errors.New("idem: key reused with a different fingerprint")
 
-	// ErrInProgress is returned by [Scope.Claim] while another caller in this
-	// process owns the key, and (joined with the context's error) by
-	// [Scope.Do] when its context ends while it waits for that caller.
+	// ErrInProgress is returned by [Scope.Claim] while another caller owns
+	// the key (in this process, or in another one sharing the backend), by
+	// [Store.Delete] for a key a running call owns, and (joined with the
+	// context's error) by [Scope.Do] when its context ends while it waits
+	// for that caller.
 	ErrInProgress = errors.New("idem: key in progress")
 
 	// ErrOutcomeUnknown is returned by [Scope.Do] and [Scope.Claim] in a scope

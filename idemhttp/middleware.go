@@ -83,6 +83,10 @@ type Options struct {
 	// Wait bounds how long a duplicate waits for the first request to
 	// finish and replays its response. Zero answers 409 at once.
 	Wait time.Duration
+	// RetryAfter is what the Retry-After header of a 409 in-progress or a
+	// 503 answer asks the client to wait, in whole seconds (rounded up).
+	// Zero means DefaultRetryAfter.
+	RetryAfter time.Duration
 
 	// ProblemBase prefixes the problem type URIs. Empty means
 	// DefaultProblemBase.
@@ -93,8 +97,8 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// RetryAfter is the Retry-After, in seconds, of a 409 in-progress answer.
-const RetryAfter = 1
+// DefaultRetryAfter is Options.RetryAfter when it is zero.
+const DefaultRetryAfter = time.Second
 
 // DefaultMaxRequestBody is the request body cap when
 // Options.MaxRequestBody is zero.
@@ -119,8 +123,8 @@ func New(scope *idem.Scope, opts Options) (func(http.Handler) http.Handler, erro
 		return nil, errors.New("idemhttp: Options.Tenant is required (or set Global for a single key space)")
 	case opts.Tenant != nil && opts.Global:
 		return nil, errors.New("idemhttp: Options.Tenant and Global exclude each other")
-	case opts.MaxRequestBody < 0 || opts.Wait < 0:
-		return nil, errors.New("idemhttp: negative MaxRequestBody or Wait")
+	case opts.MaxRequestBody < 0 || opts.Wait < 0 || opts.RetryAfter < 0:
+		return nil, errors.New("idemhttp: negative MaxRequestBody, Wait or RetryAfter")
 	}
 	if opts.Methods == nil {
 		opts.Methods = []string{http.MethodPost, http.MethodPatch}
@@ -136,6 +140,9 @@ func New(scope *idem.Scope, opts Options) (func(http.Handler) http.Handler, erro
 	}
 	if opts.Persist == nil {
 		opts.Persist = DefaultPersist
+	}
+	if opts.RetryAfter == 0 {
+		opts.RetryAfter = DefaultRetryAfter
 	}
 	if opts.ProblemBase == "" {
 		opts.ProblemBase = DefaultProblemBase
@@ -327,7 +334,7 @@ func (m *middleware) writeError(w http.ResponseWriter, r *http.Request, key stri
 	case errors.Is(err, idem.ErrFingerprintMismatch):
 		m.writeProblem(w, http.StatusUnprocessableEntity, ProblemKeyReused, "this key was first used with a different request", 0)
 	case errors.Is(err, idem.ErrInProgress):
-		m.writeProblem(w, http.StatusConflict, ProblemInProgress, "", RetryAfter)
+		m.writeProblem(w, http.StatusConflict, ProblemInProgress, "", m.retryAfter())
 	case errors.Is(err, idem.ErrValueTooLarge):
 		m.writeProblem(w, http.StatusConflict, ProblemResponseUnavailable, "the first response was too large to keep", 0)
 	case errors.Is(err, idem.ErrOutcomeUnknown):
@@ -340,8 +347,13 @@ func (m *middleware) writeError(w http.ResponseWriter, r *http.Request, key stri
 		// The client is gone; nothing it could read.
 	default:
 		m.logStoreError(r, key, "claim", err)
-		m.writeProblem(w, http.StatusServiceUnavailable, ProblemStoreUnavailable, "", RetryAfter)
+		m.writeProblem(w, http.StatusServiceUnavailable, ProblemStoreUnavailable, "", m.retryAfter())
 	}
+}
+
+// retryAfter is Options.RetryAfter in whole seconds, rounded up.
+func (m *middleware) retryAfter() int {
+	return int((m.opts.RetryAfter + time.Second - 1) / time.Second)
 }
 
 // logStoreError logs a store failure; the key appears only as a hash.

@@ -575,3 +575,23 @@ func TestFailedCompletionNeverRunsTheHandlerAgain(t *testing.T) {
 		})
 	}
 }
+
+func TestRetryAfterIsConfigurable(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	f := newFixture(t, idem.ScopeOptions{}, Options{RetryAfter: 2500 * time.Millisecond}, func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-release
+	})
+	done := make(chan struct{})
+	go func() { f.do(request("POST", `{}`, "k", "alice")); close(done) }()
+	<-started
+	rec := f.do(request("POST", `{}`, "k", "alice"))
+	close(release)
+	<-done
+	assert.Equal(t, http.StatusConflict, rec.Code)
+	assert.Equal(t, "3", rec.Header().Get("Retry-After"), "whole seconds, rounded up")
+	sc, err := f.st.Scope("http", idem.ScopeOptions{})
+	require.NoError(t, err)
+	_, err = New(sc, Options{Global: true, RetryAfter: -time.Second})
+	assert.Error(t, err)
+}

@@ -34,7 +34,8 @@ example:
   idem torture -rounds 50 -sync`
 
 // tortureChildEnv carries a child's JSON config; a process started with it
-// runs tortureChild instead of the command line.
+// runs tortureChild instead of its command line, before anything else:
+// main does so in the idem binary, TestMain in its tests.
 const tortureChildEnv = "IDEM_TORTURE_CHILD"
 
 type tortureConfig struct {
@@ -134,7 +135,7 @@ func runTorture(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // tortureRound runs one child and kills it after wait (or once it dies).
 func tortureRound(ctx context.Context, self string, cfg tortureConfig, wait time.Duration) error {
 	b, _ := json.Marshal(cfg)
-	cmd := exec.CommandContext(ctx, self, "-test.run=^TestTortureChild$")
+	cmd := exec.CommandContext(ctx, self) // the environment makes it a child (see main)
 	cmd.Env = append(os.Environ(), tortureChildEnv+"="+string(b))
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -1,7 +1,6 @@
 package idem
 
 import (
-	"testing"
 	"time"
 )
 
@@ -9,10 +8,4 @@ import (
 // if the machine's clock were set differently.
 func OpenWithProcessClock(opts Options, wall func() time.Time) (*Store, error) {
 	return open(opts, wall)
-}
-
-// RegisterModelBackend adds a backend to TestModel, from a test file of
-// package idem_test, which can import the packages that import idem.
-func RegisterModelBackend(name string, open func(testing.TB) func() Backend) {
-	modelBackends = append(modelBackends, modelBackend{name, open})
 }

@@ -36,7 +36,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 // opts.Dir (without InMemory) gets a temporary directory.
 func openTest(t testing.TB, opts Options) *Store {
 	t.Helper()
-	if opts.Dir == "" && !opts.InMemory {
+	if opts.Dir == "" && !opts.InMemory && opts.Backend == nil {
 		opts.Dir = t.TempDir()
 	}
 	st, err := Open(opts)

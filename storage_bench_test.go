@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/idemkit/idem"
-	"github.com/idemkit/idem/internal/bench"
+	"github.com/idemkit/idem/internal/latency"
 )
 
 // BenchmarkChurnDisk writes keys with a 2 s TTL from 8 goroutines for 12 s
@@ -218,13 +218,13 @@ func BenchmarkClaimLatencyDuringGC(b *testing.B) {
 		clock.Advance(time.Minute)
 
 		measure := func(prefix string) time.Duration {
-			var hist bench.Histogram
+			var hist latency.Histogram
 			var next atomic.Int64
 			deadline := time.Now().Add(2 * time.Second)
 			var wg sync.WaitGroup
 			for range 8 {
 				wg.Go(func() {
-					var local bench.Histogram
+					var local latency.Histogram
 					for time.Now().Before(deadline) {
 						key := fmt.Sprint(prefix, next.Add(1))
 						t0 := time.Now()

@@ -14,7 +14,7 @@ import (
 	"github.com/idemkit/idem"
 	"github.com/idemkit/idem/backendtest"
 	"github.com/idemkit/idem/idemredis"
-	"github.com/idemkit/idem/internal/redistest"
+	"github.com/idemkit/idem/idemredis/redistest"
 )
 
 func TestMain(m *testing.M) {

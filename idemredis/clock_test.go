@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/idemkit/idem/internal/redistest"
+	"github.com/idemkit/idem/idemredis/redistest"
 )
 
 // The estimate of the server's clock is never early, and late by about a

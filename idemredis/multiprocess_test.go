@@ -18,7 +18,7 @@ import (
 
 	"github.com/idemkit/idem"
 	"github.com/idemkit/idem/idemredis"
-	"github.com/idemkit/idem/internal/redistest"
+	"github.com/idemkit/idem/idemredis/redistest"
 )
 
 // The multi-process tests run copies of the test binary as the instances

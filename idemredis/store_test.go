@@ -20,8 +20,8 @@ import (
 	"github.com/idemkit/idem"
 	"github.com/idemkit/idem/idemhttp"
 	"github.com/idemkit/idem/idemredis"
+	"github.com/idemkit/idem/idemredis/redistest"
 	"github.com/idemkit/idem/internal/adminapi"
-	"github.com/idemkit/idem/internal/redistest"
 )
 
 // instances opens n stores on one Redis key space, as n instances of a

@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/idemkit/idem/internal/bench"
+	"github.com/idemkit/idem/cmd/idem/internal/bench"
 )
 
 const benchUsage = `idem bench [-workload unique,dup90,hot] [-goroutines 1,8,64] [-duration 2s] [-value-size 256] [-sync] [-targets LIST] [-redis ADDR] [-json]

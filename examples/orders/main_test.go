@@ -20,7 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/idemkit/idem/internal/redistest"
+	"github.com/idemkit/idem/idemredis/redistest"
 )
 
 const childArgsEnv = "ORDERS_CHILD_ARGS"

@@ -1,4 +1,4 @@
-package idem
+package backendtest
 
 import (
 	"context"
@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/idemkit/idem/idembadger"
 	"github.com/stretchr/testify/require"
+
+	"github.com/idemkit/idem"
+	"github.com/idemkit/idem/backend"
 )
 
 // modelStore is the reference: a mutex and a map, following the documented
@@ -22,13 +24,13 @@ type modelStore struct {
 }
 
 type modelRecord struct {
-	state   recordState
+	state   idem.RecordState
 	value   string
 	fp      []byte
 	expires time.Time
 }
 
-var modelOptions = ScopeOptions{TTL: 10 * time.Second, FailureTTL: 4 * time.Second, MaxValueSize: 8}
+var modelOptions = idem.ScopeOptions{TTL: 10 * time.Second, FailureTTL: 4 * time.Second, MaxValueSize: 8}
 
 // outcomeKind is what a function passed to Do does.
 type outcomeKind int
@@ -49,17 +51,17 @@ type modelAnswer struct {
 }
 
 func errClass(err error) string {
-	var fe *FailureError
+	var fe *idem.FailureError
 	switch {
 	case err == nil:
 		return ""
 	case errors.As(err, &fe):
 		return "failure:" + fe.Message
-	case errors.Is(err, ErrFingerprintMismatch):
+	case errors.Is(err, idem.ErrFingerprintMismatch):
 		return "mismatch"
-	case errors.Is(err, ErrValueTooLarge):
+	case errors.Is(err, idem.ErrValueTooLarge):
 		return "too large"
-	case errors.Is(err, ErrPermanent):
+	case errors.Is(err, idem.ErrPermanent):
 		return "permanent:" + err.Error()
 	}
 	return "error:" + err.Error()
@@ -73,9 +75,9 @@ func (m *modelStore) do(now time.Time, id string, fp []byte, kind outcomeKind, v
 			return modelAnswer{err: "mismatch"}
 		}
 		switch r.state {
-		case stateCompleted:
+		case idem.StateCompleted:
 			return modelAnswer{value: r.value, replayed: true}
-		case stateTooLarge:
+		case idem.StateTooLarge:
 			return modelAnswer{replayed: true, err: "too large"}
 		default:
 			return modelAnswer{replayed: true, err: "failure:" + r.value}
@@ -83,15 +85,15 @@ func (m *modelStore) do(now time.Time, id string, fp []byte, kind outcomeKind, v
 	}
 	switch kind {
 	case returnValue:
-		st := stateCompleted
+		st := idem.StateCompleted
 		if len(v) > modelOptions.MaxValueSize {
-			st = stateTooLarge
+			st = idem.StateTooLarge
 		}
 		m.recs[id] = modelRecord{state: st, value: v, fp: fp, expires: now.Add(modelOptions.TTL)}
 		return modelAnswer{value: v, ran: true}
 	case returnPermanent:
 		msg := v[:min(len(v), modelOptions.MaxValueSize)] // stored messages are cut to the limit
-		m.recs[id] = modelRecord{state: stateFailed, value: msg, fp: fp, expires: now.Add(modelOptions.FailureTTL)}
+		m.recs[id] = modelRecord{state: idem.StateFailed, value: msg, fp: fp, expires: now.Add(modelOptions.FailureTTL)}
 		return modelAnswer{err: "permanent:" + v, ran: true}
 	case doPanic:
 		return modelAnswer{err: "panic", ran: true}
@@ -100,14 +102,14 @@ func (m *modelStore) do(now time.Time, id string, fp []byte, kind outcomeKind, v
 }
 
 // storeDo runs the same call on the real store.
-func storeDo(sc *Scope, key string, fp []byte, kind outcomeKind, v string) (ans modelAnswer) {
+func storeDo(sc *idem.Scope, key string, fp []byte, kind outcomeKind, v string) (ans modelAnswer) {
 	fn := func(context.Context) ([]byte, error) {
 		ans.ran = true
 		switch kind {
 		case returnError:
 			return nil, errors.New(v)
 		case returnPermanent:
-			return nil, Permanent(errors.New(v))
+			return nil, idem.Permanent(errors.New(v))
 		case doPanic:
 			panic(v)
 		}
@@ -124,7 +126,7 @@ func storeDo(sc *Scope, key string, fp []byte, kind outcomeKind, v string) (ans 
 }
 
 // storeClaim does the same through Claim and its endings.
-func storeClaim(sc *Scope, key string, fp []byte, kind outcomeKind, v string) modelAnswer {
+func storeClaim(sc *idem.Scope, key string, fp []byte, kind outcomeKind, v string) modelAnswer {
 	ctx := context.Background()
 	cl, err := sc.Claim(ctx, key, fp)
 	if err != nil {
@@ -155,72 +157,39 @@ func storeClaim(sc *Scope, key string, fp []byte, kind outcomeKind, v string) mo
 	return ans
 }
 
-// TestModel feeds random operation sequences to the store and to the
-// reference model and requires the same answer to every call.
-func TestModel(t *testing.T) {
+// RunModel feeds random sequences of calls (Do and Claim with every
+// outcome, on several tenants and fingerprints, with the store's clock
+// moving, reopens and collections in between) to a store on the storage
+// newStorage opens and to a reference model of the documented rules, and
+// requires the same answer to every call, with the record cache off, tiny
+// (constant eviction) and at its default. newStorage returns a function
+// that opens the same storage again at each call.
+func RunModel(t *testing.T, newStorage func(testing.TB) func() backend.Backend) {
 	seeds, ops := 12, 400
 	if testing.Short() {
 		seeds = 3
 	}
-	// The record cache must not change any answer: off, tiny (constant
-	// eviction) and default.
-	backends := append([]modelBackend{{"badger", nil}}, modelBackends...)
-	// A presence filter sized for a few keys is refilled over and over
-	// while the store runs, reopens and collects: answers stay the same.
-	t.Run("badger/tiny-filter", func(t *testing.T) {
-		tiny := func(tb testing.TB) func() Backend {
-			dir := tb.TempDir()
-			return func() Backend {
-				b, err := idembadger.Open(idembadger.Options{Dir: dir, FilterKeys: 2})
-				require.NoError(tb, err)
-				return b
-			}
-		}
+	for _, cache := range []int{-1, 2048, 0} {
 		for seed := range seeds {
-			t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-				runModel(t, uint64(seed), ops, 0, tiny)
+			t.Run(fmt.Sprintf("cache=%d/seed=%d", cache, seed), func(t *testing.T) {
+				runModel(t, uint64(seed), ops, cache, newStorage)
 			})
 		}
-	})
-	for _, be := range backends {
-		for _, cache := range []int{-1, 2048, 0} {
-			for seed := range seeds {
-				t.Run(fmt.Sprintf("%s/cache=%d/seed=%d", be.name, cache, seed), func(t *testing.T) {
-					runModel(t, uint64(seed), ops, cache, be.open)
-				})
-			}
-		}
 	}
 }
 
-// modelBackend is a backend the model test runs against: open returns a
-// function that opens the same storage again at each call (nil: Badger in
-// a temporary directory).
-type modelBackend struct {
-	name string
-	open func(testing.TB) func() Backend
-}
-
-// modelBackends are the backends besides Badger, registered by tests of
-// packages that import this one (see RegisterModelBackend).
-var modelBackends []modelBackend
-
-func runModel(t *testing.T, seed uint64, ops, cacheBytes int, backend func(testing.TB) func() Backend) {
+func runModel(t *testing.T, seed uint64, ops, cacheBytes int, newStorage func(testing.TB) func() backend.Backend) {
 	rng := rand.New(rand.NewPCG(seed, 0x1de))
-	clock := newFakeClock()
-	opts := Options{Dir: t.TempDir(), Now: clock.Now, Shards: 4, CacheBytes: cacheBytes, GCInterval: -1}
-	var reopen func() Backend
-	if backend != nil {
-		reopen = backend(t)
-		opts.Dir = ""
-	}
-	open := func() (*Store, *Scope) {
-		if reopen != nil {
-			opts.Backend = reopen()
-		}
-		st, err := Open(opts)
+	clock := &modelClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	opts := idem.Options{Now: clock.Now, Shards: 4, CacheBytes: cacheBytes, GCInterval: -1}
+	reopen := newStorage(t)
+	open := func() (*idem.Store, *idem.Scope) {
+		opts.Backend = reopen()
+		st, err := idem.Open(opts)
 		require.NoError(t, err)
-		return st, scopeTest(t, st, "model", modelOptions)
+		sc, err := st.Scope("model", modelOptions)
+		require.NoError(t, err)
+		return st, sc
 	}
 	st, sc := open()
 	defer func() { _ = st.Close() }()
@@ -261,4 +230,23 @@ func runModel(t *testing.T, seed uint64, ops, cacheBytes int, backend func(testi
 		require.Equal(t, want, got, "op %d: tenant %q key %q fp %q kind %d value %q", i, tenant, key, fp, kind, v)
 	}
 	require.Zero(t, st.Stats().InFlight)
+}
+
+// modelClock is the store's clock in the model test: it moves only when
+// the test says so.
+type modelClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *modelClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *modelClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
 }

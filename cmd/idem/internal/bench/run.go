@@ -3,12 +3,12 @@ package bench
 import (
 	"context"
 	"fmt"
-	"math"
-	"math/bits"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/idemkit/idem/internal/latency"
 )
 
 // Config is one measured row.
@@ -46,7 +46,7 @@ func Run(ctx context.Context, c Config) (Report, error) {
 
 	var (
 		ops, claimed atomic.Uint64
-		hist         Histogram
+		hist         latency.Histogram
 		wg           sync.WaitGroup
 		firstErr     error
 		errOnce      sync.Once
@@ -56,7 +56,7 @@ func Run(ctx context.Context, c Config) (Report, error) {
 	for g := range c.Goroutines {
 		wg.Go(func() {
 			s := keys.Stream(uint64(g) + 1)
-			var local Histogram
+			var local latency.Histogram
 			var n, won uint64
 			defer func() {
 				ops.Add(n)
@@ -100,58 +100,4 @@ func Run(ctx context.Context, c Config) (Report, error) {
 	}
 	r.P50, r.P99 = hist.Quantile(0.5), hist.Quantile(0.99)
 	return r, ctx.Err()
-}
-
-// Histogram counts latencies in log-linear buckets: 16 per power of two,
-// about 4% wide. Add is for one goroutine; Merge is safe for concurrent use.
-type Histogram struct {
-	mu     sync.Mutex
-	counts [64 * 16]uint64
-	total  uint64
-}
-
-func bucketOf(d time.Duration) int {
-	ns := uint64(max(d, 1))
-	exp := 63 - bits.LeadingZeros64(ns)
-	if exp < 4 {
-		return int(ns)
-	}
-	return exp*16 + int(ns>>(exp-4))&15
-}
-
-func bucketValue(b int) time.Duration {
-	if b < 64 {
-		return time.Duration(b)
-	}
-	exp, frac := b/16, b%16
-	return time.Duration((16 + uint64(frac)) << (exp - 4))
-}
-
-// Add counts one latency.
-func (h *Histogram) Add(d time.Duration) {
-	h.counts[bucketOf(d)]++
-	h.total++
-}
-
-// Merge adds o's counts to h.
-func (h *Histogram) Merge(o *Histogram) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for i, c := range o.counts {
-		h.counts[i] += c
-	}
-	h.total += o.total
-}
-
-// Quantile returns the latency below which a share q of the counts lie.
-func (h *Histogram) Quantile(q float64) time.Duration {
-	want := uint64(math.Ceil(q * float64(h.total)))
-	var seen uint64
-	for i, c := range h.counts {
-		seen += c
-		if c > 0 && seen >= want {
-			return bucketValue(i)
-		}
-	}
-	return 0
 }

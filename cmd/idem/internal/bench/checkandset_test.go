@@ -1,4 +1,4 @@
-package idem_test
+package bench_test
 
 import (
 	"context"
@@ -10,15 +10,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/idemkit/idem/internal/bench"
-	"github.com/idemkit/idem/internal/redistest"
+	"github.com/idemkit/idem/cmd/idem/internal/bench"
+	"github.com/idemkit/idem/idemredis/redistest"
 )
 
 // BenchmarkCheckAndSet compares idem (Do, Claim) with the baselines on the
 // same workloads in one run: naive Badger (what users write by hand), a
 // sharded in-memory map (the ceiling) and, for new keys, a blind Badger
 // write (what the write alone costs); and idem on Redis with raw go-redis
-// SET NX GET (when a Redis server is found, see internal/redistest). Rows
+// SET NX GET (when a Redis server is found, see idemredis/redistest). Rows
 // are named sync=S/WORKLOAD/g=GOROUTINES/TARGET so that the targets of one
 // setting stand together; compare their ops/s.
 //

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/idemkit/idem"
+	"github.com/idemkit/idem/backend"
 	"github.com/idemkit/idem/backendtest"
 	"github.com/idemkit/idem/idemredis"
 	"github.com/idemkit/idem/idemredis/redistest"
@@ -91,4 +92,18 @@ func TestUnsupportedClientsAreRefused(t *testing.T) {
 	_, err = idemredis.New(ring, idemredis.Options{})
 	require.ErrorIs(t, err, idem.ErrInvalidOptions)
 	assert.ErrorContains(t, err, "redis.Ring")
+}
+
+// TestModel runs the store on Redis against the reference model: every
+// answer must be the same as the model's (and so as on Badger).
+func TestModel(t *testing.T) {
+	backendtest.RunModel(t, func(tb testing.TB) func() backend.Backend {
+		rdb := redistest.Client(tb)
+		prefix := redistest.Prefix(tb, rdb)
+		return func() backend.Backend {
+			be, err := idemredis.New(rdb, idemredis.Options{Prefix: prefix})
+			require.NoError(tb, err)
+			return be
+		}
+	})
 }

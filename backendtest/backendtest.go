@@ -47,6 +47,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend) {
 		{"Scan", testScan},
 		{"Values", testValues},
 		{"ClaimStorm", testClaimStorm},
+		{"Capabilities", testCapabilities},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -479,5 +480,58 @@ func testClaimStorm(t *testing.T, be backend.Backend) {
 		assert.NotContains(t, tokens, uint64(0), "key %d: tokens are never 0", i)
 		e, _ := get(t, be, k)
 		assert.Equal(t, backend.Entry{Value: []byte("done")}, e)
+	}
+}
+
+// testCapabilities checks the optional capabilities the backend has: an
+// Exclusive one numbers its epochs from 1; a Sweeper walks every entry
+// under a prefix in key order, a batch at a time, and deletes a batch; a
+// DiskUser and a WriteGuard answer.
+func testCapabilities(t *testing.T, be backend.Backend) {
+	ctx := context.Background()
+	if ex, ok := be.(backend.Exclusive); ok {
+		assert.Positive(t, ex.Epoch(), "epochs count from 1")
+	}
+	if g, ok := be.(backend.WriteGuard); ok {
+		assert.NoError(t, g.AllowWrite(true), "a healthy store allows writes")
+	}
+	if d, ok := be.(backend.DiskUser); ok {
+		assert.GreaterOrEqual(t, d.DiskBytes(), int64(0))
+	}
+	sw, ok := be.(backend.Sweeper)
+	if !ok {
+		return
+	}
+	prefix := key("sweep-")
+	var want []string
+	for i := range 10 {
+		k := append(bytes.Clone(prefix), byte('a'+i))
+		owner := own(t, be, k, request("claim"))
+		if i%2 == 0 {
+			require.NoError(t, be.Complete(ctx, k, owner, []byte(fmt.Sprint("v", i)), time.Hour))
+		}
+		want = append(want, string(k))
+	}
+	_ = own(t, be, key("other"), request("claim")) // outside the prefix
+	var seen []string
+	values := map[string]string{}
+	var next []byte = prefix
+	for batches := 0; next != nil; batches++ {
+		require.Less(t, batches, 10, "a sweep in batches of 3 ends")
+		var err error
+		next, err = sw.Sweep(ctx, prefix, next, 3, func(k, v []byte) error {
+			seen = append(seen, string(k))
+			values[string(k)] = string(v)
+			return nil
+		})
+		require.NoError(t, err)
+	}
+	assert.Equal(t, want, seen, "every entry under the prefix, once, in key order")
+	assert.Equal(t, "v0", values[want[0]], "a finished entry's value")
+	assert.Equal(t, "claim", values[want[1]], "an in-progress entry's value")
+	require.NoError(t, sw.DeleteAll(ctx, [][]byte{[]byte(want[0]), []byte(want[2])}))
+	for i, k := range want[:3] {
+		_, found := get(t, be, []byte(k))
+		assert.Equal(t, i == 1, found, "%q", k)
 	}
 }

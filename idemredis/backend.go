@@ -44,6 +44,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/idemkit/idem/backend"
+	"github.com/idemkit/idem/internal/serverclock"
 )
 
 // Options configures [New].
@@ -60,7 +61,7 @@ type Backend struct {
 	prefix string
 	pipe   *pipeliner
 	quick  bool // claims are tried without a script first (quickClaim)
-	clock  serverClock
+	clock  serverclock.Clock
 	watch  watchers
 	once   sync.Once // stops pipe and watch
 }
@@ -124,12 +125,12 @@ func flag(b bool) string {
 
 // Claim implements [backend.Backend]. Volatile claims are stored like any:
 // other instances must see them. While the server's clock is known (see
-// serverClock), a claim is first tried without a script (quickClaim); a
+// serverclock), a claim is first tried without a script (quickClaim); a
 // Cluster's nodes each have their own clock, so there every claim is a
 // script.
 func (b *Backend) Claim(ctx context.Context, key []byte, req backend.ClaimRequest) (backend.ClaimResult, error) {
 	rkey := b.redisKey(key)
-	now, sent, ok := b.clock.now()
+	now, sent, ok := b.clock.Estimate()
 	if ok && b.quick {
 		if res, done, err := b.quickClaim(ctx, key, rkey, req, now, sent); done {
 			return res, err
@@ -164,7 +165,7 @@ func (b *Backend) claimReply(reply any, err error, sent time.Time) (backend.Clai
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return backend.ClaimResult{}, fmt.Errorf("idemredis: claim: %w", err)
 	}
-	b.clock.observe(sent, int64(read))
+	b.clock.Observe(sent, int64(read))
 	res := backend.ClaimResult{Owner: owner, Token: owner}
 	if prev, ok := v[3].(string); ok {
 		res.Found = true

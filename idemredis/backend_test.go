@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -106,4 +107,30 @@ func TestModel(t *testing.T) {
 			return be
 		}
 	})
+}
+
+// Now, the clock the store dates records by, follows the server's clock:
+// never before it, and behind it by no more than a round trip.
+func TestNowFollowsTheServerClock(t *testing.T) {
+	rdb := redistest.Client(t)
+	be, err := idemredis.New(rdb, idemredis.Options{Prefix: "unused:"})
+	require.NoError(t, err)
+	defer be.Close()
+	ctx := context.Background()
+	var worst time.Duration
+	for i := range 100 {
+		before, err := rdb.Time(ctx).Result()
+		require.NoError(t, err)
+		now, err := be.Now(ctx)
+		require.NoError(t, err)
+		after, err := rdb.Time(ctx).Result()
+		require.NoError(t, err)
+		require.False(t, now.Before(before), "reading %d: Now is early", i)
+		worst = max(worst, now.Sub(after))
+		if i%20 == 0 {
+			time.Sleep(600 * time.Millisecond) // old enough readings to be refreshed
+		}
+	}
+	t.Logf("Now at most %v after the server's time read after it", worst)
+	assert.Less(t, worst, 50*time.Millisecond)
 }

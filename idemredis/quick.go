@@ -24,7 +24,7 @@ const minQuickOwner = 1e17
 //
 // Without a script, the entry is written before the server's clock is
 // read: its lease and expiry are placed by the estimate of that clock
-// (serverClock, never early), its owner is drawn at random, and its token
+// (serverclock, never early), its owner is drawn at random, and its token
 // is the server's time read right after the SET, in the same pipeline.
 // That token exceeds every earlier owner's: the key was free when the SET
 // ran, so every earlier owner's entry was gone by then — released after
@@ -64,7 +64,7 @@ func (b *Backend) quickClaim(ctx context.Context, key []byte, rkey string, req b
 		}
 		return res, true, err
 	}
-	b.clock.observe(sent, r.us)
+	b.clock.Observe(sent, r.us)
 	if !r.found {
 		if r.us < lease*1000 {
 			return backend.ClaimResult{Owner: owner, Token: uint64(r.us)}, true, nil

@@ -55,7 +55,7 @@ func TestQuickClaimSlowerThanItsLeaseFallsBack(t *testing.T) {
 	ctx := context.Background()
 	now, err := be.rdb.Time(ctx).Result()
 	require.NoError(t, err)
-	be.clock.observe(time.Now(), now.Add(-time.Minute).UnixMicro()) // a minute early
+	be.clock.Observe(time.Now(), now.Add(-time.Minute).UnixMicro()) // a minute early
 
 	res, err := be.Claim(ctx, []byte("k"), claimReq)
 	require.NoError(t, err)

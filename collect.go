@@ -55,10 +55,15 @@ func (s *Store) gc(ctx context.Context, only []string) (GCStats, error) {
 	start := time.Now()
 	stats := GCStats{DiskBefore: s.diskSize()}
 	var err error
-	if s.sweeper == nil {
-		err = s.census(ctx, &stats, only)
-	} else {
+	switch {
+	case s.sweeper != nil:
 		err = s.sweep(ctx, &stats)
+	case s.expirer != nil:
+		if err = s.expire(ctx, &stats); err == nil {
+			err = s.census(ctx, &stats, only)
+		}
+	default:
+		err = s.census(ctx, &stats, only)
 	}
 	if err == nil && s.reclaimer != nil {
 		err = s.io(func(Backend) (err error) {
@@ -77,6 +82,37 @@ func (s *Store) gc(ctx context.Context, only []string) (GCStats, error) {
 	s.log.Debug("idem: gc", "scanned", stats.Scanned, "deleted", stats.Deleted,
 		"disk_before", stats.DiskBefore, "disk_after", stats.DiskAfter, "duration", stats.Duration)
 	return stats, nil
+}
+
+// expire has an Expirer backend delete its expired entries, a batch at a
+// time, pausing twice as long as each batch took.
+func (s *Store) expire(ctx context.Context, stats *GCStats) error {
+	for {
+		began := time.Now()
+		var (
+			n     int
+			bytes int64
+		)
+		err := s.io(func(Backend) (err error) {
+			n, bytes, err = s.expirer.DeleteExpired(ctx, sweepBatch)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		stats.Deleted += int64(n)
+		stats.DeletedBytes += bytes
+		if n < sweepBatch {
+			return nil
+		}
+		pause := time.NewTimer(2 * time.Since(began))
+		select {
+		case <-pause.C:
+		case <-ctx.Done():
+			pause.Stop()
+			return ctx.Err()
+		}
+	}
 }
 
 // expiredKey is a record a sweep found expired, to delete.
@@ -280,8 +316,10 @@ func (s *Store) collect(ctx context.Context, interval time.Duration) {
 			var only []string
 			if !s.exclusive {
 				// A shared store is read whole only when asked (Store.GC):
-				// in the background, just the scopes whose caps need it.
-				if only = s.cappedScopes(); len(only) == 0 {
+				// in the background, just the scopes whose caps need it,
+				// after deleting what expired if the backend leaves that to
+				// the store.
+				if only = s.cappedScopes(); len(only) == 0 && s.expirer == nil {
 					continue
 				}
 			}

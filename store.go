@@ -24,6 +24,7 @@ type Store struct {
 	reclaimer backend.Reclaimer
 	diskUser  backend.DiskUser
 	guard     backend.WriteGuard
+	expirer   backend.Expirer
 	exclusive bool          // be is Exclusive: claims need no lease
 	lease     time.Duration // claims' leases
 	renewal   time.Duration // how often they are renewed; 0: never (local)
@@ -101,6 +102,7 @@ func open(opts Options, wall func() time.Time) (*Store, error) {
 	s.reclaimer, _ = be.(backend.Reclaimer)
 	s.diskUser, _ = be.(backend.DiskUser)
 	s.guard, _ = be.(backend.WriteGuard)
+	s.expirer, _ = be.(backend.Expirer)
 	// A shared store is not read whole unasked: every instance reading
 	// every record at each start would load it. Its capped scopes are
 	// counted when opened (Store.Scope).

@@ -26,6 +26,17 @@ type Sweeper interface {
 	DeleteAll(ctx context.Context, keys [][]byte) error
 }
 
+// Expirer is implemented by a backend that judges expiry by its own clock
+// (Get and Scan never show an expired entry) but does not delete expired
+// entries by itself, such as a SQL table: the store's collector deletes
+// them through it, a batch at a time.
+type Expirer interface {
+	// DeleteExpired deletes at most limit expired entries, without waiting
+	// for entries that claims hold locked, and returns how many it deleted
+	// and the bytes of their keys and values.
+	DeleteExpired(ctx context.Context, limit int) (deleted int, bytes int64, err error)
+}
+
 // Reclaimer is implemented by a backend whose deletions take effect on
 // disk only later: after a collection has deleted entries, the store calls
 // Reclaim to give their space back.

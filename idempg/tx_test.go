@@ -31,15 +31,20 @@ type shop struct {
 
 func newShop(t *testing.T, o idem.ScopeOptions) *shop {
 	t.Helper()
+	return newShopOn(t, pgtest.Pool(t), o)
+}
+
+// newShopOn is newShop on the given pool.
+func newShopOn(t *testing.T, pool *pgxpool.Pool, o idem.ScopeOptions) *shop {
+	t.Helper()
 	ctx := context.Background()
-	pool := pgtest.Pool(t)
 	s := &shop{pool: pool, records: pgtest.Table(t, pool), orders: pgtest.Table(t, pool)}
 	be, err := idempg.New(pool, idempg.Options{Table: s.records})
 	require.NoError(t, err)
 	require.NoError(t, be.Migrate(ctx))
 	_, err = pool.Exec(ctx, "CREATE TABLE "+s.orders+" (key text NOT NULL, item text NOT NULL)")
 	require.NoError(t, err)
-	s.st, err = idem.Open(idem.Options{Backend: be, GCInterval: -1})
+	s.st, err = idem.Open(idem.Options{Backend: be, Lease: time.Second, GCInterval: -1})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.st.Close() })
 	s.sc, err = s.st.Scope("orders", o)

@@ -68,6 +68,9 @@ func (c *captureWriter) FlushError() error {
 	if c.status == 0 {
 		c.WriteHeader(http.StatusOK)
 	}
+	if _, held := c.w.(*bufferedResponse); held {
+		return nil // nothing goes out before the outcome is stored
+	}
 	c.streamed = true
 	return http.NewResponseController(c.w).Flush()
 }
@@ -107,4 +110,57 @@ func hasTrailers(h http.Header) bool {
 		}
 	}
 	return false
+}
+
+// bufferedResponse holds a handler's response (Options.Buffer) until it may
+// be sent. It has headers of its own, which start as the ones outer
+// middleware set, so that a response that is never sent leaves nothing on
+// the real one.
+type bufferedResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+var (
+	_ http.ResponseWriter = (*bufferedResponse)(nil)
+	_ http.Flusher        = (*bufferedResponse)(nil)
+)
+
+func newBufferedResponse(w http.ResponseWriter) *bufferedResponse {
+	return &bufferedResponse{header: w.Header().Clone()}
+}
+
+func (b *bufferedResponse) Header() http.Header { return b.header }
+
+// WriteHeader keeps the first final status; informational ones are not
+// sent, since nothing is until the outcome is stored.
+func (b *bufferedResponse) WriteHeader(status int) {
+	if b.status == 0 && (status < 100 || status >= 200 || status == http.StatusSwitchingProtocols) {
+		b.status = status
+	}
+}
+
+func (b *bufferedResponse) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.WriteHeader(http.StatusOK)
+	}
+	return b.body.Write(p)
+}
+
+// Flush does nothing: the response goes out once its outcome is stored.
+func (b *bufferedResponse) Flush() {}
+
+// sendTo writes the held response to w.
+func (b *bufferedResponse) sendTo(w http.ResponseWriter) {
+	h := w.Header()
+	clear(h)
+	for name, values := range b.header {
+		h[name] = values
+	}
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	w.WriteHeader(b.status)
+	_, _ = w.Write(b.body.Bytes())
 }

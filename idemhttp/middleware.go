@@ -83,6 +83,14 @@ type Options struct {
 	// Wait bounds how long a duplicate waits for the first request to
 	// finish and replays its response. Zero answers 409 at once.
 	Wait time.Duration
+	// Buffer holds the handler's response until its outcome is stored,
+	// and sends it only then: a response whose outcome cannot be stored is
+	// replaced by 503 (store unavailable). It is for outcomes that commit
+	// with the work, as with idempg (see its Handler): the client never
+	// hears of work that did not commit. Flush does nothing then, and
+	// Hijack fails. By default the response goes to the client as the
+	// handler writes it.
+	Buffer bool
 	// RetryAfter is what the Retry-After header of a 409 in-progress or a
 	// 503 answer asks the client to wait, in whole seconds (rounded up).
 	// Zero means DefaultRetryAfter.
@@ -225,10 +233,36 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.replay(w, r, key, res, err)
 		return
 	}
+	out, buf := m.output(w)
 	_, err = claim.Run(r.Context(), func(context.Context) ([]byte, error) {
-		return m.capture(w, r) // the handler keeps the request's own context
+		return m.capture(out, r) // the handler keeps the request's own context
 	})
+	m.ran(w, r, key, buf, err)
+}
+
+// output is where the handler writes: w, or with Options.Buffer a buffer
+// (buf) that ran sends once the outcome is stored.
+func (m *middleware) output(w http.ResponseWriter) (out http.ResponseWriter, buf *bufferedResponse) {
+	if !m.opts.Buffer {
+		return w, nil
+	}
+	buf = newBufferedResponse(w)
+	return buf, buf
+}
+
+// ran finishes a request that ran the handler, whose outcome was recorded
+// with err: it logs a failure, and sends a buffered response (or, if its
+// outcome was not stored, 503 instead).
+func (m *middleware) ran(w http.ResponseWriter, r *http.Request, key string, buf *bufferedResponse, err error) {
 	m.logRunError(r, key, err)
+	if buf == nil {
+		return
+	}
+	if err != nil && err != errRelease {
+		m.writeProblem(w, http.StatusServiceUnavailable, ProblemStoreUnavailable, "", m.retryAfter())
+		return
+	}
+	buf.sendTo(w)
 }
 
 // readBody reads the request body, up to the cap, and puts it back for the
@@ -280,12 +314,13 @@ func (m *middleware) serveWaiting(w http.ResponseWriter, r *http.Request, scope 
 	ctx, cancel := context.WithTimeout(r.Context(), m.opts.Wait)
 	defer cancel()
 	ran := false
+	out, buf := m.output(w)
 	res, err := scope.Do(ctx, key, fingerprint, func(context.Context) ([]byte, error) {
 		ran = true
-		return m.capture(w, r) // the handler keeps the request's own context
+		return m.capture(out, r) // the handler keeps the request's own context
 	})
-	if ran { // this request ran the handler, whose response was sent
-		m.logRunError(r, key, err)
+	if ran { // this request ran the handler
+		m.ran(w, r, key, buf, err)
 		return
 	}
 	m.replay(w, r, key, res, err)

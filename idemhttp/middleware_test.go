@@ -595,3 +595,47 @@ func TestRetryAfterIsConfigurable(t *testing.T) {
 	_, err = New(sc, Options{Global: true, RetryAfter: -time.Second})
 	assert.Error(t, err)
 }
+
+// TestBufferSendsTheResponseOnlyOnceItsOutcomeIsStored runs the handler
+// with Options.Buffer: its response reaches the client once stored, and a
+// response whose outcome could not be stored is never sent (503, and none
+// of the handler's headers).
+func TestBufferSendsTheResponseOnlyOnceItsOutcomeIsStored(t *testing.T) {
+	for _, wait := range []time.Duration{0, time.Second} {
+		t.Run(fmt.Sprint("wait=", wait), func(t *testing.T) {
+			be, err := idem.OpenBadger(idem.Options{InMemory: true})
+			require.NoError(t, err)
+			fb := &failingCompletions{Backend: be}
+			st, err := idem.Open(idem.Options{Backend: fb, GCInterval: -1})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = st.Close() })
+			sc, err := st.Scope("http", idem.ScopeOptions{})
+			require.NoError(t, err)
+			mw, err := New(sc, Options{Global: true, Wait: wait, Buffer: true})
+			require.NoError(t, err)
+			var runs atomic.Int32
+			h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				runs.Add(1)
+				w.Header().Set("Location", "/orders/1")
+				w.WriteHeader(http.StatusCreated)
+				w.(http.Flusher).Flush()
+				_, _ = io.WriteString(w, "created")
+			}))
+			fb.fail.Store(1)
+			failed := httptest.NewRecorder()
+			h.ServeHTTP(failed, request("POST", `{}`, "k", ""))
+			assert.Equal(t, http.StatusServiceUnavailable, failed.Code, "the outcome was not stored: the 201 is not sent")
+			assert.Empty(t, failed.Header().Get("Location"))
+
+			first := httptest.NewRecorder()
+			h.ServeHTTP(first, request("POST", `{}`, "k2", ""))
+			assert.Equal(t, http.StatusCreated, first.Code)
+			assert.Equal(t, "/orders/1", first.Header().Get("Location"))
+			assert.Equal(t, "created", first.Body.String())
+			again := httptest.NewRecorder()
+			h.ServeHTTP(again, request("POST", `{}`, "k2", ""))
+			assert.Equal(t, "true", again.Header().Get("Idempotent-Replayed"), "a flush in buffered mode keeps it replayable")
+			assert.Equal(t, "created", again.Body.String())
+		})
+	}
+}

@@ -212,8 +212,8 @@ func (b *Backend) Renew(ctx context.Context, key []byte, owner uint64, lease tim
 // committed: Complete returns nil only once both are.
 func (b *Backend) Complete(ctx context.Context, key []byte, owner uint64, value []byte, ttl time.Duration) error {
 	args := []any{key, int64(owner), value, us(ttl), b.channel}
-	if t := txOf(ctx); t != nil {
-		return t.complete(ctx, b, args)
+	if tx := txOf(ctx); tx != nil {
+		return b.completeIn(ctx, tx, args)
 	}
 	return b.owned("complete", b.pool.QueryRow(ctx, b.sql.complete, args...))
 }

@@ -213,11 +213,18 @@ func TestKilledSessionsNeverRunTwice(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	t.Logf("%d sessions killed, %d calls failed and were retried", killed.Load(), failures.Load())
+	// Checked through connections nobody killed.
+	be, err := idempg.New(killer, idempg.Options{Table: s.records})
+	require.NoError(t, err)
+	st, err := idem.Open(idem.Options{Backend: be, GCInterval: -1})
+	require.NoError(t, err)
+	defer st.Close()
+	s.pool = killer
 	for i := range 40 {
 		k := fmt.Sprint("k", i)
 		n := s.rows(t, k)
 		assert.LessOrEqual(t, n, 1, "%s: the work ran once", k)
-		info, err := s.st.Lookup(ctx, "orders", "", k)
+		info, err := st.Lookup(ctx, "orders", "", k)
 		if n == 1 {
 			require.NoError(t, err, k)
 			assert.Equal(t, idem.StateCompleted, info.State, "%s: its record committed with it", k)

@@ -3,7 +3,10 @@ package idempg
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"net/http"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -36,11 +39,8 @@ import (
 // it, as with Scope.Do.
 func Do(ctx context.Context, sc *idem.Scope, pool *pgxpool.Pool, key string, fingerprint []byte, fn func(ctx context.Context, tx pgx.Tx) ([]byte, error)) (idem.Result, error) {
 	return run(ctx, sc, key, fingerprint, func(ctx context.Context) (txn, error) {
-		tx, err := pool.Begin(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return pgxTx{tx}, nil
+		tx, err := Begin(ctx, pool)
+		return pgxTx{tx}, err
 	}, func(ctx context.Context, t txn) ([]byte, error) { return fn(ctx, t.(pgxTx).Tx) })
 }
 
@@ -50,14 +50,8 @@ func Do(ctx context.Context, sc *idem.Scope, pool *pgxpool.Pool, key string, fin
 // db must reach the database that holds the backend's table.
 func DoSQL(ctx context.Context, sc *idem.Scope, db *sql.DB, key string, fingerprint []byte, fn func(ctx context.Context, tx *sql.Tx) ([]byte, error)) (idem.Result, error) {
 	return run(ctx, sc, key, fingerprint, func(ctx context.Context) (txn, error) {
-		// database/sql rolls a transaction back when the context it was
-		// begun with ends: the outcome must be stored even if the
-		// caller's context ends meanwhile, as with Scope.Do.
-		tx, err := db.BeginTx(context.WithoutCancel(ctx), nil)
-		if err != nil {
-			return nil, err
-		}
-		return sqlTx{tx}, nil
+		tx, err := BeginSQL(ctx, db)
+		return sqlTx{tx}, err
 	}, func(ctx context.Context, t txn) ([]byte, error) { return fn(ctx, t.(sqlTx).Tx) })
 }
 
@@ -84,60 +78,134 @@ func (t sqlTx) queryRow(ctx context.Context, query string, args ...any) pgx.Row 
 func (t sqlTx) commit(context.Context) error   { return t.Commit() }
 func (t sqlTx) rollback(context.Context) error { return t.Rollback() }
 
-// pending is the transaction of a Do in progress, carried in the context
-// that the store hands to Backend.Complete.
+// pending is the slot, carried in the context of a key's work, for the
+// transaction that the work runs in; Backend.Complete finds it there (the
+// store hands Complete that context, without its cancellation).
 type pending struct {
-	tx txn // nil until fn has returned a value; nil again once ended
+	mu sync.Mutex
+	tx txn // nil until the work begins it; nil again once committed or rolled back
 }
 
 type pendingKey struct{}
 
-// txOf returns the pending transaction ctx carries, if fn has returned a
-// value in it.
-func txOf(ctx context.Context) *pending {
-	p, _ := ctx.Value(pendingKey{}).(*pending)
-	if p == nil || p.tx == nil {
-		return nil
-	}
-	return p
+// WithTx returns a context with a slot for the transaction of the work
+// that runs under it: [Begin] or [BeginSQL] begins that transaction, and
+// the completion of the key's claim, called with a context derived from
+// this one, writes the result in it and commits it. End releases the
+// transaction if no completion came (the work failed, or panicked).
+//
+// [Do] and [DoSQL] do all of this; call WithTx yourself when something
+// else runs the work, such as the idemhttp middleware (see [Handler]).
+func WithTx(ctx context.Context) context.Context {
+	return context.WithValue(ctx, pendingKey{}, &pending{})
 }
 
-// run is Do over either kind of transaction.
+// Begin begins the transaction of the work running under ctx, which
+// [WithTx] made, on pool.
+func Begin(ctx context.Context, pool *pgxpool.Pool) (pgx.Tx, error) {
+	p, err := slotOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("idempg: begin: %w", err)
+	}
+	return tx, p.set(pgxTx{tx})
+}
+
+// BeginSQL is Begin for database/sql. The transaction is not bound to
+// ctx's cancellation (database/sql would roll it back when ctx ends): the
+// outcome of work that has run is stored even if its caller has gone.
+func BeginSQL(ctx context.Context, db *sql.DB) (*sql.Tx, error) {
+	p, err := slotOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := db.BeginTx(context.WithoutCancel(ctx), nil)
+	if err != nil {
+		return nil, fmt.Errorf("idempg: begin: %w", err)
+	}
+	return tx, p.set(sqlTx{tx})
+}
+
+// End rolls back the transaction of ctx's slot if it is still open: the
+// work ended without a completion. It is safe to defer.
+func End(ctx context.Context) {
+	p, _ := ctx.Value(pendingKey{}).(*pending)
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	tx := p.tx
+	p.tx = nil
+	p.mu.Unlock()
+	if tx != nil {
+		_ = tx.rollback(context.WithoutCancel(ctx))
+	}
+}
+
+var errNoSlot = errors.New("idempg: no transaction slot in the context (see WithTx)")
+
+func slotOf(ctx context.Context) (*pending, error) {
+	p, _ := ctx.Value(pendingKey{}).(*pending)
+	if p == nil {
+		return nil, errNoSlot
+	}
+	return p, nil
+}
+
+// set puts tx in the slot, which must be empty.
+func (p *pending) set(tx txn) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tx != nil {
+		_ = tx.rollback(context.Background())
+		return errors.New("idempg: the work already has a transaction")
+	}
+	p.tx = tx
+	return nil
+}
+
+// take empties the slot and returns its transaction, if any.
+func (p *pending) take() txn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	tx := p.tx
+	p.tx = nil
+	return tx
+}
+
+// txOf returns the open transaction of ctx's slot, taking it out.
+func txOf(ctx context.Context) txn {
+	p, _ := ctx.Value(pendingKey{}).(*pending)
+	if p == nil {
+		return nil
+	}
+	return p.take()
+}
+
+// run is Do over either kind of transaction: begin starts it in the slot.
 func run(ctx context.Context, sc *idem.Scope, key string, fingerprint []byte, begin func(context.Context) (txn, error), fn func(context.Context, txn) ([]byte, error)) (idem.Result, error) {
-	p := &pending{}
-	ctx = context.WithValue(ctx, pendingKey{}, p)
-	defer func() {
-		if p.tx != nil { // Complete never came: the store did not write
-			_ = p.tx.rollback(context.WithoutCancel(ctx))
-		}
-	}()
+	ctx = WithTx(ctx)
+	defer End(ctx)
 	return sc.Do(ctx, key, fingerprint, func(ctx context.Context) ([]byte, error) {
 		tx, err := begin(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("idempg: begin: %w", err)
-		}
-		ok := false
-		defer func() {
-			if !ok {
-				_ = tx.rollback(context.WithoutCancel(ctx))
-			}
-		}()
-		value, err := fn(ctx, tx)
-		if err != nil {
 			return nil, err
 		}
-		ok = true
-		p.tx = tx // Backend.Complete writes the record in it, and commits
-		return value, nil
+		value, err := fn(ctx, tx)
+		if err != nil {
+			End(ctx) // rolled back before the store records the failure
+		}
+		return value, err
 	})
 }
 
-// complete writes the completion (args as for the complete statement) in
-// the pending transaction and commits it; on any failure the transaction
-// is rolled back, so that nothing of the work stays.
-func (p *pending) complete(ctx context.Context, b *Backend, args []any) error {
-	tx := p.tx
-	p.tx = nil
+// completeIn writes the completion (args as for the complete statement)
+// in tx and commits it; on any failure tx is rolled back, so that nothing
+// of the work stays.
+func (b *Backend) completeIn(ctx context.Context, tx txn, args []any) error {
 	if err := b.owned("complete", tx.queryRow(ctx, b.sql.complete, args...)); err != nil {
 		_ = tx.rollback(ctx)
 		return err
@@ -147,4 +215,29 @@ func (p *pending) complete(ctx context.Context, b *Backend, args []any) error {
 		return fmt.Errorf("idempg: commit: %w", err)
 	}
 	return nil
+}
+
+// Handler gives every request to next a transaction slot ([WithTx]) and
+// ends it when next returns ([End]). Put it outside the idemhttp
+// middleware, which must have Options.Buffer set, so that the handler's
+// writes and its response's record commit together, and the client hears
+// of the response only once they have:
+//
+//	idempotent, _ := idemhttp.New(scope, idemhttp.Options{Tenant: user, Buffer: true})
+//	mux.Handle("POST /orders", idempg.Handler(idempotent(createOrder)))
+//
+//	func createOrder(w http.ResponseWriter, r *http.Request) {
+//		tx, err := idempg.Begin(r.Context(), pool)
+//		… tx.Exec(r.Context(), "INSERT INTO orders …") …
+//		w.WriteHeader(http.StatusCreated) // stored, committed, then sent
+//	}
+//
+// A response that is not stored (a 5xx, a panic: the key is released)
+// rolls the transaction back.
+func Handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := WithTx(r.Context())
+		defer End(ctx)
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
 }

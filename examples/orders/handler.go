@@ -10,11 +10,25 @@ import (
 
 	"github.com/idemkit/idem"
 	"github.com/idemkit/idem/idemhttp"
+	"github.com/idemkit/idem/idempg"
 )
 
-// newHandler routes POST /orders (idempotent) and GET /orders.
-func newHandler(scope *idem.Scope, orders *orderStore, delay, wait time.Duration, log *slog.Logger) (http.Handler, error) {
+// orderBook is where orders are kept: files (orderStore) or Postgres
+// (pgOrders).
+type orderBook interface {
+	// create makes the order that item and qty ask for under (user, key)
+	// in r's work (see orderStore.createOnce and pgOrders.create).
+	create(r *http.Request, user, key, item string, qty int, ttl time.Duration) (order, error)
+	list(user string) ([]order, error)
+}
+
+// newHandler routes POST /orders (idempotent) and GET /orders. With a
+// transactional order book (Postgres), the response is held until its
+// record has committed with the order.
+func newHandler(scope *idem.Scope, orders orderBook, delay, wait time.Duration, log *slog.Logger) (http.Handler, error) {
+	_, transactional := orders.(*pgOrders)
 	idempotent, err := idemhttp.New(scope, idemhttp.Options{
+		Buffer: transactional,
 		Tenant: func(r *http.Request) (string, error) { return user(r) },
 		Wait:   wait,
 		Logger: log,
@@ -30,9 +44,13 @@ func newHandler(scope *idem.Scope, orders *orderStore, delay, wait time.Duration
 	}
 	ttl := scope.Options().TTL
 	mux := http.NewServeMux()
-	mux.Handle("POST /orders", requireUser(idempotent(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var create http.Handler = idempotent(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		createOrder(w, r, orders, ttl, delay)
-	}))))
+	}))
+	if transactional {
+		create = idempg.Handler(create)
+	}
+	mux.Handle("POST /orders", requireUser(create))
 	mux.Handle("GET /orders", requireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, _ := user(r)
 		list, err := orders.list(u)
@@ -71,7 +89,7 @@ type orderRequest struct {
 	Qty  int    `json:"qty"`
 }
 
-func createOrder(w http.ResponseWriter, r *http.Request, orders *orderStore, ttl, delay time.Duration) {
+func createOrder(w http.ResponseWriter, r *http.Request, orders orderBook, ttl, delay time.Duration) {
 	u, _ := user(r)
 	key, err := idemhttp.ParseKey(r.Header.Get("Idempotency-Key")) // the middleware has checked it
 	if err != nil {
@@ -85,7 +103,7 @@ func createOrder(w http.ResponseWriter, r *http.Request, orders *orderStore, ttl
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": `want {"item": non-empty string, "qty": positive int}`})
 		return
 	}
-	stored, err := orders.createOnce(u, key, req.Item, req.Qty, ttl)
+	stored, err := orders.create(r, u, key, req.Item, req.Qty, ttl)
 	if errors.Is(err, errKeyReused) {
 		// The key's order was made by another request, before a crash
 		// lost the record that would have said so: 422, as the record

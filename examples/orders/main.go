@@ -42,9 +42,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/idemkit/idem"
+	"github.com/idemkit/idem/idempg"
 	"github.com/idemkit/idem/idemredis"
 )
 
@@ -66,6 +68,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	wait := fs.Duration("wait", 0, "how long a duplicate waits for the first request (0: 409 at once)")
 	admin := fs.String("admin", "", "address for the store's read-only admin endpoint (for idem -url)")
 	redisAddr := fs.String("redis", "", "keep the idempotency records in this Redis server, shared by instances")
+	pgURL := fs.String("postgres", "", "keep the records and the orders in this PostgreSQL database (postgres://…), in one transaction per order")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -81,16 +84,39 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 		}
 		opts.Dir, opts.Backend = "", be
 	}
+	var orders orderBook
+	if *pgURL != "" {
+		pool, err := pgxpool.New(ctx, *pgURL)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		be, err := idempg.New(pool, idempg.Options{Table: "orders_idem"})
+		if err != nil {
+			return err
+		}
+		if err := be.Migrate(ctx); err != nil {
+			return err
+		}
+		if orders, err = openPGOrders(ctx, pool, "orders"); err != nil {
+			return err
+		}
+		// A crash leaves nothing of an order's work (it commits with its
+		// record), so an orphan is run again after a short lease.
+		opts.Dir, opts.Backend, opts.Lease = "", be, 3*time.Second
+	} else {
+		files, err := openOrders(filepath.Join(*dir, "orders"), time.Now)
+		if err != nil {
+			return err
+		}
+		orders = files
+	}
 	st, err := idem.Open(opts)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	scope, err := st.Scope("orders", idem.ScopeOptions{TTL: *ttl})
-	if err != nil {
-		return err
-	}
-	orders, err := openOrders(filepath.Join(*dir, "orders"), time.Now)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/idemkit/idem/idempg/pgtest"
 	"github.com/idemkit/idem/idemredis/redistest"
 )
 
@@ -290,4 +292,78 @@ func TestInstancesShareRedis(t *testing.T) {
 		assert.Equal(t, first, id, "every request got the same order")
 	}
 	assert.Len(t, a.orders(t, "carol"), 1, "one order in all")
+}
+
+// pgURL returns the test server's URL with a schema of t's own as the
+// search path, so that the example's tables are t's alone.
+func pgURL(t *testing.T) string {
+	t.Helper()
+	pool := pgtest.Pool(t)
+	schema := pgtest.Table(t, pool) // a fresh name
+	_, err := pool.Exec(context.Background(), "CREATE SCHEMA "+schema)
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
+	u, err := url.Parse(pgtest.URL(t))
+	require.NoError(t, err)
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// TestOrdersOnPostgres runs the example on Postgres: the order and the
+// key's record commit in one transaction. Replays, 422, two instances on
+// one database that behave as one, and a kill in the middle of a request:
+// nothing of it committed, so the retry makes the order, once, whatever
+// body it carries.
+func TestOrdersOnPostgres(t *testing.T) {
+	dsn := pgURL(t)
+	dir := t.TempDir()
+	a := startService(t, "-dir", dir, "-postgres", dsn, "-wait", "10s")
+	first, err := a.post(t, "alice", "k1", `{"item":"tea","qty":2}`)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, first.status)
+	again, err := a.post(t, "alice", "k1", `{"item":"tea","qty":2}`)
+	require.NoError(t, err)
+	assert.True(t, again.replayed)
+	assert.Equal(t, first.order, again.order)
+	other, err := a.post(t, "alice", "k1", `{"item":"cake","qty":1}`)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusUnprocessableEntity, other.status)
+
+	b := startService(t, "-dir", t.TempDir(), "-postgres", dsn, "-delay", "50ms", "-wait", "10s")
+	var wg sync.WaitGroup
+	ids := make(chan string, 20)
+	for i := range 20 {
+		wg.Go(func() {
+			svc := []*service{a, b}[i%2]
+			r, err := svc.post(t, "carol", "shared", `{"item":"tea","qty":1}`)
+			if assert.NoError(t, err) && assert.Equal(t, http.StatusCreated, r.status) {
+				ids <- r.order.ID
+			}
+		})
+	}
+	wg.Wait()
+	close(ids)
+	seen := map[string]bool{}
+	for id := range ids {
+		seen[id] = true
+	}
+	assert.Len(t, seen, 1, "every request got the same order, whichever instance it reached")
+	assert.Len(t, a.orders(t, "carol"), 1)
+
+	slow := startService(t, "-dir", t.TempDir(), "-postgres", dsn, "-delay", "30s")
+	go func() { _, _ = slow.post(t, "dave", "k", `{"item":"tea","qty":1}`) }()
+	time.Sleep(500 * time.Millisecond) // inside the order's transaction
+	slow.kill(t)
+	assert.Empty(t, a.orders(t, "dave"), "the killed request committed nothing")
+	var r reply
+	require.Eventually(t, func() bool { // once its claim's lease has lapsed
+		r, err = a.post(t, "dave", "k", `{"item":"cake","qty":3}`)
+		return err == nil && r.status == http.StatusCreated
+	}, 20*time.Second, 100*time.Millisecond)
+	assert.Equal(t, "cake", r.order.Item, "the order this request asks for, never another request's")
+	list := a.orders(t, "dave")
+	require.Len(t, list, 1)
+	assert.Equal(t, r.order, list[0])
 }

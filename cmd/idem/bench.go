@@ -21,6 +21,11 @@ Runs concurrent check-and-set on idem (Do and Claim) and on the baselines
 directories, and prints ops/s, latency and each row's ratio to the baselines.
 With -redis, the targets are idem on the idemredis backend and raw go-redis
 SET NX GET on that server instead (keys of their own, deleted afterwards).
+With -postgres, they are idem on the idempg backend (idem-pg), the claim
+users write by hand (pg-claim: INSERT ... ON CONFLICT DO NOTHING RETURNING,
+then SELECT the row that was there), idempg.Do with a business INSERT in
+its transaction (idem-pg-tx), and that INSERT alone (pg-insert, new keys
+only), in tables of their own, dropped afterwards.
 -targets may also name badger-write: a blind db.Update{Set} per key, which
 is not a check-and-set but what Badger's write alone costs a new key (it
 runs in the unique workload only).
@@ -28,6 +33,7 @@ runs in the unique workload only).
 examples:
   idem bench -workload unique -goroutines 64 -duration 5s
   idem bench -redis 127.0.0.1:6379 -goroutines 64
+  idem bench -postgres postgres://postgres@127.0.0.1/test -goroutines 64
   idem bench -workload unique -targets idem-do,badger-naive,badger-write`
 
 // benchRow is one printed row.
@@ -43,6 +49,8 @@ type benchRow struct {
 	VsBadger   float64 `json:"vs_badger_naive,omitempty"`
 	VsMemory   float64 `json:"vs_mem_sharded,omitempty"`
 	VsRedis    float64 `json:"vs_redis_setnx,omitempty"`
+	VsPG       float64 `json:"vs_pg_claim,omitempty"`
+	VsInsert   float64 `json:"vs_pg_insert,omitempty"`
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -54,6 +62,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sync := fs.Bool("sync", false, "SyncWrites for idem and Badger")
 	targets := fs.String("targets", "", "targets, comma-separated (default: idem-do,idem-claim,badger-naive,mem-sharded; with -redis: idem-redis,redis-setnx)")
 	redisAddr := fs.String("redis", "", "a Redis server `address` for the Redis targets")
+	pgURL := fs.String("postgres", "", "a PostgreSQL database `URL` for the Postgres targets (tables of their own, dropped afterwards)")
 	asJSON := fs.Bool("json", false, "print JSON lines")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -73,18 +82,24 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		gs = append(gs, n)
 	}
 	kinds := bench.Kinds
-	if *redisAddr != "" {
+	switch {
+	case *redisAddr != "":
 		kinds = bench.RedisKinds
+	case *pgURL != "":
+		kinds = bench.PostgresKinds
 	}
 	if *targets != "" {
 		kinds = nil
 		for _, s := range strings.Split(*targets, ",") {
 			k := bench.Kind(strings.TrimSpace(s))
-			if !slices.Contains(bench.Kinds, k) && !slices.Contains(bench.RedisKinds, k) && !slices.Contains(bench.Blind, k) {
+			if !slices.Contains(slices.Concat(bench.Kinds, bench.RedisKinds, bench.Blind, bench.PostgresKinds), k) {
 				return usagef("-targets: unknown target %q", k)
 			}
 			if slices.Contains(bench.RedisKinds, k) && *redisAddr == "" {
 				return usagef("-targets: %s needs -redis", k)
+			}
+			if slices.Contains(bench.PostgresKinds, k) && *pgURL == "" {
+				return usagef("-targets: %s needs -postgres", k)
 			}
 			kinds = append(kinds, k)
 		}
@@ -98,11 +113,22 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ws = append(ws, w)
 	}
 
+	// A ratio column for each baseline that runs.
+	var baselines []bench.Kind
+	for _, b := range []bench.Kind{bench.BadgerNaive, bench.MemSharded, bench.RedisSetNX, bench.PGClaim, bench.PGInsert} {
+		if slices.Contains(kinds, b) {
+			baselines = append(baselines, b)
+		}
+	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	for _, w := range ws {
 		for _, g := range gs {
 			if !*asJSON { // a table per group, printed as soon as it is measured
-				fmt.Fprintf(tw, "target\tworkload\tgoroutines\tops/s\tp50\tp99\tclaimed\t× badger-naive\t× mem-sharded\t× redis-setnx\t\n")
+				fmt.Fprint(tw, "target\tworkload\tgoroutines\tops/s\tp50\tp99\tclaimed\t")
+				for _, b := range baselines {
+					fmt.Fprintf(tw, "× %s\t", b)
+				}
+				fmt.Fprintln(tw)
 			}
 			var rows []benchRow
 			for _, k := range kinds {
@@ -110,7 +136,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 					continue
 				}
 				r, err := bench.Run(ctx, bench.Config{Kind: k, Workload: w, Goroutines: g, Duration: *duration, ValueSize: *valueSize,
-					Sync: *sync && k.Syncs(), RedisAddr: *redisAddr})
+					Sync: *sync && k.Syncs(), RedisAddr: *redisAddr, PostgresURL: *pgURL})
 				if err != nil {
 					return err
 				}
@@ -127,8 +153,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 					}
 					continue
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.1fµs\t%.1fµs\t%.1f%%\t%s\t%s\t%s\t\n", row.Target, row.Workload, row.Goroutines,
-					row.OpsPerSec, row.P50us, row.P99us, 100*row.Claimed, ratio(row.VsBadger), ratio(row.VsMemory), ratio(row.VsRedis))
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.1fµs\t%.1fµs\t%.1f%%\t", row.Target, row.Workload, row.Goroutines,
+					row.OpsPerSec, row.P50us, row.P99us, 100*row.Claimed)
+				for _, b := range baselines {
+					fmt.Fprintf(tw, "%s\t", ratio(row.vs(b)))
+				}
+				fmt.Fprintln(tw)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -154,7 +184,30 @@ func ratios(rows []benchRow) {
 		if r := base[string(bench.RedisSetNX)]; r > 0 {
 			rows[i].VsRedis = rows[i].OpsPerSec / r
 		}
+		if p := base[string(bench.PGClaim)]; p > 0 {
+			rows[i].VsPG = rows[i].OpsPerSec / p
+		}
+		if p := base[string(bench.PGInsert)]; p > 0 {
+			rows[i].VsInsert = rows[i].OpsPerSec / p
+		}
 	}
+}
+
+// vs is the row's ratio to baseline b.
+func (r benchRow) vs(b bench.Kind) float64 {
+	switch b {
+	case bench.BadgerNaive:
+		return r.VsBadger
+	case bench.MemSharded:
+		return r.VsMemory
+	case bench.RedisSetNX:
+		return r.VsRedis
+	case bench.PGClaim:
+		return r.VsPG
+	case bench.PGInsert:
+		return r.VsInsert
+	}
+	return 0
 }
 
 func ratio(x float64) string {

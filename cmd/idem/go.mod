@@ -7,8 +7,17 @@ require (
 	github.com/dgraph-io/badger/v4 v4.9.6
 	github.com/idemkit/idem v0.0.0
 	github.com/idemkit/idem/idemredis v0.0.0
+	github.com/jackc/pgx/v5 v5.12.0
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/stretchr/testify v1.12.1
+)
+
+require (
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/jackc/puddle/v2 v2.2.3 // indirect
+	golang.org/x/sync v0.22.0 // indirect
+	golang.org/x/text v0.41.0 // indirect
 )
 
 require (
@@ -17,6 +26,7 @@ require (
 	github.com/go-logr/logr v1.4.3 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/google/flatbuffers v25.2.10+incompatible // indirect
+	github.com/idemkit/idem/idempg v0.0.0
 	github.com/klauspost/compress v1.18.0 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/otel v1.41.0 // indirect
@@ -32,3 +42,5 @@ replace (
 	github.com/idemkit/idem v0.0.0 => ../..
 	github.com/idemkit/idem/idemredis v0.0.0 => ../../idemredis
 )
+
+replace github.com/idemkit/idem/idempg v0.0.0 => ../../idempg

@@ -13,13 +13,14 @@ import (
 
 // Config is one measured row.
 type Config struct {
-	Kind       Kind
-	Workload   Workload
-	Goroutines int
-	Duration   time.Duration
-	ValueSize  int
-	Sync       bool
-	RedisAddr  string // for the Redis targets
+	Kind        Kind
+	Workload    Workload
+	Goroutines  int
+	Duration    time.Duration
+	ValueSize   int
+	Sync        bool
+	RedisAddr   string // for the Redis targets
+	PostgresURL string // for the Postgres targets
 }
 
 // Report is what one row measured.
@@ -38,7 +39,7 @@ func Run(ctx context.Context, c Config) (Report, error) {
 		return Report{}, err
 	}
 	defer os.RemoveAll(dir)
-	t, keys, err := Prepare(ctx, c.Kind, c.Workload, Env{Dir: dir, Sync: c.Sync, RedisAddr: c.RedisAddr}, c.ValueSize)
+	t, keys, err := Prepare(ctx, c.Kind, c.Workload, Env{Dir: dir, Sync: c.Sync, RedisAddr: c.RedisAddr, PostgresURL: c.PostgresURL}, c.ValueSize)
 	if err != nil {
 		return Report{}, err
 	}

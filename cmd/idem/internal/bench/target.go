@@ -58,9 +58,10 @@ var (
 
 // Env is where targets keep their data.
 type Env struct {
-	Dir       string // a fresh directory the embedded targets may fill
-	Sync      bool   // SyncWrites for the embedded targets
-	RedisAddr string // the server of the Redis targets
+	Dir         string // a fresh directory the embedded targets may fill
+	Sync        bool   // SyncWrites for the embedded targets
+	RedisAddr   string // the server of the Redis targets
+	PostgresURL string // the database of the Postgres targets
 }
 
 // Open creates a target of kind in env.
@@ -69,6 +70,8 @@ func Open(kind Kind, env Env) (Target, error) {
 	switch kind {
 	case IdemRedis, RedisSetNX:
 		return openRedis(kind, env.RedisAddr)
+	case IdemPG, PGClaim, IdemPGTx, PGInsert:
+		return openPostgres(kind, env.PostgresURL)
 	case IdemDo, IdemClaim:
 		st, err := idem.Open(idem.Options{Dir: dir, SyncWrites: sync})
 		if err != nil {
@@ -287,7 +290,9 @@ func Prepare(ctx context.Context, kind Kind, w Workload, env Env, valueSize int)
 
 // Fits reports whether the target measures anything in workload w: a
 // blind one would overwrite the records that dup90 and hot repeat.
-func (k Kind) Fits(w Workload) bool { return w == Unique || !slices.Contains(Blind, k) }
+func (k Kind) Fits(w Workload) bool {
+	return w == Unique || !slices.Contains(Blind, k) && k != PGInsert
+}
 
 // Syncs reports whether SyncWrites applies to the target: the embedded
 // stores on disk.

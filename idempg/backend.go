@@ -125,8 +125,9 @@ func (b *Backend) Schema() string { return b.sql.schema }
 // SQL, never early.
 func us(d time.Duration) int64 { return int64((max(d, 0) + time.Microsecond - 1) / time.Microsecond) }
 
-// Claim implements [backend.Backend]. Volatile claims are stored like any:
-// other instances must see them.
+// Claim implements [backend.Backend]. Volatile claims are stored like any,
+// since other instances must see them, but their commits do not wait for
+// the server's disk.
 func (b *Backend) Claim(ctx context.Context, key []byte, req backend.ClaimRequest) (backend.ClaimResult, error) {
 	ttl := max(req.TTL, req.Lease)
 	nonce := int64(rand.Uint64N(math.MaxInt64-1)) + 1
@@ -142,7 +143,7 @@ func (b *Backend) Claim(ctx context.Context, key []byte, req backend.ClaimReques
 			lapsed    *bool
 		)
 		err := b.pool.QueryRow(ctx, b.sql.claim, key, req.Value, us(req.Lease), us(ttl),
-			req.Takeover, req.Stale != nil, req.Stale, nonce).Scan(&owner, &prev, &prevOwner, &lapsed)
+			req.Takeover, req.Stale != nil, req.Stale, nonce, req.Volatile).Scan(&owner, &prev, &prevOwner, &lapsed)
 		if err != nil {
 			// The statement may have committed before its reply was lost
 			// (ctx ended, the connection broke): give back what this

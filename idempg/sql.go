@@ -47,10 +47,16 @@ CREATE SEQUENCE IF NOT EXISTS {S};
 CREATE INDEX IF NOT EXISTS {I} ON {T} (expires_at);`),
 
 		// $1 key, $2 value, $3 lease µs, $4 ttl µs, $5 takeover, $6 has
-		// stale, $7 stale, $8 nonce. Returns the new owner (NULL if
-		// refused) and the entry that was there (NULL owner if none).
+		// stale, $7 stale, $8 nonce, $9 volatile. Returns the new owner
+		// (NULL if refused) and the entry that was there (NULL owner if
+		// none). A volatile claim need not survive a crash of the server
+		// (ClaimRequest.Volatile: the key is then new again, as the scope's
+		// OrphanRerun says), so its commit does not wait for the disk
+		// (synchronous_commit off, for this statement's transaction only).
 		claim: q(`
-WITH old AS (
+WITH cfg AS (
+	SELECT set_config('synchronous_commit', CASE WHEN $9 THEN 'off' ELSE current_setting('synchronous_commit') END, true)
+), old AS (
 	SELECT value, owner, ` + lapsed + ` AS lapsed FROM {T}
 	WHERE key = $1 AND expires_at > now() FOR UPDATE
 ), claimed AS (
@@ -65,7 +71,7 @@ WITH old AS (
 	RETURNING cur.owner
 )
 SELECT (SELECT owner FROM claimed), old.value, old.owner, old.lapsed
-FROM (VALUES (1)) AS one LEFT JOIN old ON true`),
+FROM (SELECT 1 FROM cfg) AS one LEFT JOIN old ON true`),
 
 		// $1 key, $2 nonce: the claim of a caller that left.
 		giveBack: q(`DELETE FROM {T} WHERE key = $1 AND nonce = $2 AND owner <> 0`),

@@ -333,7 +333,7 @@ func (b *Backend) Close() error {
 // an exhausted pool is told from a broken server.
 func (b *Backend) fail(op string, err error) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.As(err, &pgErr) {
 		return fmt.Errorf("idempg: %s: %w", op, err)
 	}
 	s := b.pool.Stat()

@@ -72,3 +72,28 @@ func TestClosedPoolIsAnError(t *testing.T) {
 	assert.Contains(t, err.Error(), "closed pool")
 	assert.NoError(t, ctx.Err(), "it did not wait for the context")
 }
+
+// An exhausted pool is an error at the caller's deadline, with the pool's
+// state in it.
+func TestExhaustedPoolIsAnErrorAtTheDeadline(t *testing.T) {
+	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
+	require.NoError(t, err)
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	defer pool.Close()
+	setup := pgtest.Pool(t)
+	be, err := idempg.New(pool, idempg.Options{Table: pgtest.Table(t, setup)})
+	require.NoError(t, err)
+	require.NoError(t, be.Migrate(context.Background()))
+	held, err := pool.Acquire(context.Background())
+	require.NoError(t, err)
+	defer held.Release()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	_, _, err = be.Get(ctx, []byte("\x01k"))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Contains(t, err.Error(), "pool: 1 of 1 connections in use")
+	assert.Less(t, time.Since(began), 2*time.Second)
+}

@@ -166,17 +166,8 @@ func TestKilledSessionsNeverRunTwice(t *testing.T) {
 	}
 	ctx := context.Background()
 	killer := pgtest.Pool(t)
-	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
-	require.NoError(t, err)
-	cfg.ConnConfig.RuntimeParams["application_name"] = "idem-killed-sessions"
-	victim, err := pgxpool.NewWithConfig(ctx, cfg)
-	require.NoError(t, err)
-	defer victim.Close()
-	s := newShopOn(t, victim, idem.ScopeOptions{})
 	var killed atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
+	disrupted(t, 30, 40, func(stop <-chan struct{}) {
 		for {
 			select {
 			case <-stop:
@@ -185,18 +176,56 @@ func TestKilledSessionsNeverRunTwice(t *testing.T) {
 			}
 			var n int64
 			err := killer.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-				WHERE application_name = 'idem-killed-sessions'`).Scan(&n)
+				WHERE application_name = 'idem-disrupted'`).Scan(&n)
 			if err == nil {
 				killed.Add(n)
 			}
 		}
 	})
+	t.Logf("%d sessions killed", killed.Load())
+}
+
+// TestServerRestartNeverRunsTwice restarts the server while many callers
+// order keys, with the same checks. It needs root and pg_ctlcluster, and
+// runs only with IDEM_POSTGRES_RESTART=1: it disturbs every user of the
+// server.
+func TestServerRestartNeverRunsTwice(t *testing.T) {
+	if os.Getenv("IDEM_POSTGRES_RESTART") == "" {
+		t.Skip("restarts the server: set IDEM_POSTGRES_RESTART=1")
+	}
+	versions, err := os.ReadDir("/etc/postgresql")
+	require.NoError(t, err)
+	require.NotEmpty(t, versions)
+	disrupted(t, 500, 2000, func(stop <-chan struct{}) {
+		time.Sleep(100 * time.Millisecond)
+		out, err := exec.Command("pg_ctlcluster", "--skip-systemctl-redirect", versions[0].Name(), "main", "restart").CombinedOutput()
+		assert.NoError(t, err, "%s", out)
+		<-stop
+	})
+}
+
+// disrupted has 8 callers order keys keys, calls each (retried while
+// they fail), while disrupt runs until stop closes; then it checks that no
+// work ran twice and that every key's work committed with its record.
+func disrupted(t *testing.T, calls, keys int, disrupt func(stop <-chan struct{})) {
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
+	require.NoError(t, err)
+	cfg.ConnConfig.RuntimeParams["application_name"] = "idem-disrupted"
+	victim, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer victim.Close()
+	s := newShopOn(t, victim, idem.ScopeOptions{})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { disrupt(stop) })
 	var failures atomic.Int64
+	var callers sync.WaitGroup
 	for w := range 8 {
-		wg.Go(func() {
-			for i := range 30 {
-				key := fmt.Sprint("k", (w*7+i)%40)
-				for try := 0; try < 50; try++ {
+		callers.Go(func() {
+			for i := range calls {
+				key := fmt.Sprint("k", (w*calls/4+i)%keys)
+				for try := 0; try < 100; try++ {
 					cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 					_, err := idempg.Do(cctx, s.sc, s.pool, key, nil, s.order(key))
 					cancel()
@@ -204,23 +233,25 @@ func TestKilledSessionsNeverRunTwice(t *testing.T) {
 						break
 					}
 					failures.Add(1)
-					time.Sleep(5 * time.Millisecond)
+					time.Sleep(20 * time.Millisecond)
 				}
 			}
 		})
 	}
-	time.Sleep(2 * time.Second)
+	callers.Wait()
+	time.Sleep(time.Second)
 	close(stop)
 	wg.Wait()
-	t.Logf("%d sessions killed, %d calls failed and were retried", killed.Load(), failures.Load())
-	// Checked through connections nobody killed.
-	be, err := idempg.New(killer, idempg.Options{Table: s.records})
+	t.Logf("%d calls failed and were retried", failures.Load())
+	// Checked through connections of their own.
+	check := pgtest.Pool(t)
+	be, err := idempg.New(check, idempg.Options{Table: s.records})
 	require.NoError(t, err)
 	st, err := idem.Open(idem.Options{Backend: be, GCInterval: -1})
 	require.NoError(t, err)
 	defer st.Close()
-	s.pool = killer
-	for i := range 40 {
+	s.pool = check
+	for i := range keys {
 		k := fmt.Sprint("k", i)
 		n := s.rows(t, k)
 		assert.LessOrEqual(t, n, 1, "%s: the work ran once", k)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idemkit/idem/internal/testenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -202,9 +203,7 @@ func goroutines() string {
 }
 
 func TestGCReclaimsDisk(t *testing.T) {
-	if testing.Short() {
-		t.Skip("writes 48 MiB")
-	}
+	testenv.Long(t, "writes 48 MiB")
 	ctx := testCtx(t)
 	clock := newFakeClock()
 	st := openTest(t, Options{Now: clock.Now, GCInterval: -1, CacheBytes: -1})

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idemkit/idem/internal/testenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -26,9 +27,7 @@ const soakChildEnv = "IDEM_SOAK_CHILD"
 // own, so that goroutines and heap that earlier tests leave behind (or
 // that wind down while it runs) do not move its baseline.
 func TestSoak(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs for minutes")
-	}
+	testenv.Long(t, "runs for minutes")
 	if os.Getenv(soakChildEnv) == "" {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestSoak$", "-test.count=1", "-test.v")
 		cmd.Env = append(os.Environ(), soakChildEnv+"=1")

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idemkit/idem/internal/testenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -117,9 +118,7 @@ func TestStorageFaultChild(t *testing.T) {
 // the Guarantees table in README.md). IDEM_FAULT_ROUNDS sets the rounds
 // per fault (1).
 func TestStorageFaults(t *testing.T) {
-	if testing.Short() {
-		t.Skip("each fault takes seconds")
-	}
+	testenv.Long(t, "each fault takes seconds")
 	rounds := 1
 	if v := os.Getenv("IDEM_FAULT_ROUNDS"); v != "" {
 		n, err := strconv.Atoi(v)

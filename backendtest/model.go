@@ -14,6 +14,7 @@ import (
 
 	"github.com/idemkit/idem"
 	"github.com/idemkit/idem/backend"
+	"github.com/idemkit/idem/internal/testenv"
 )
 
 // modelStore is the reference: a mutex and a map, following the documented
@@ -157,7 +158,7 @@ func storeClaim(sc *idem.Scope, key string, fp []byte, kind outcomeKind, v strin
 	return ans
 }
 
-// RunModel feeds random sequences of calls (Do and Claim with every
+// RunModel (3 seeds, 12 with IDEM_LONG=1) feeds random sequences of calls (Do and Claim with every
 // outcome, on several tenants and fingerprints, with the store's clock
 // moving, reopens and collections in between) to a store on the storage
 // newStorage opens and to a reference model of the documented rules, and
@@ -165,9 +166,9 @@ func storeClaim(sc *idem.Scope, key string, fp []byte, kind outcomeKind, v strin
 // (constant eviction) and at its default. newStorage returns a function
 // that opens the same storage again at each call.
 func RunModel(t *testing.T, newStorage func(testing.TB) func() backend.Backend) {
-	seeds, ops := 12, 400
-	if testing.Short() {
-		seeds = 3
+	seeds, ops := 3, 400
+	if testenv.IsLong() {
+		seeds = 12
 	}
 	for _, cache := range []int{-1, 2048, 0} {
 		for seed := range seeds {

@@ -22,6 +22,7 @@ import (
 	"github.com/idemkit/idem"
 	"github.com/idemkit/idem/idempg"
 	"github.com/idemkit/idem/idempg/pgtest"
+	"github.com/idemkit/idem/internal/testenv"
 )
 
 // crashChildEnv tells TestCrashChild its tables and ledger:
@@ -90,9 +91,7 @@ func TestCrashChild(t *testing.T) {
 // when its record is completed (they committed together), and every
 // acknowledged key has both.
 func TestKilledClientsLeaveBothOrNeither(t *testing.T) {
-	if testing.Short() {
-		t.Skip("kills processes for seconds")
-	}
+	testenv.Long(t, "kills processes for seconds")
 	ctx := context.Background()
 	pool := pgtest.Pool(t)
 	records, orders := pgtest.Table(t, pool), pgtest.Table(t, pool)
@@ -161,9 +160,7 @@ func TestKilledClientsLeaveBothOrNeither(t *testing.T) {
 // callers order keys: calls fail with errors, none hangs, no work runs
 // twice, and every key ends with its work and its record together.
 func TestKilledSessionsNeverRunTwice(t *testing.T) {
-	if testing.Short() {
-		t.Skip("takes seconds")
-	}
+	testenv.Long(t, "takes seconds")
 	ctx := context.Background()
 	killer := pgtest.Pool(t)
 	var killed atomic.Int64

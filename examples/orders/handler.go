@@ -76,8 +76,17 @@ func user(r *http.Request) (string, error) {
 func requireUser(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := user(r); err != nil {
+			// application/problem+json, like every refusal of the
+			// idempotency middleware.
 			w.Header().Set("WWW-Authenticate", "Bearer")
-			http.Error(w, err.Error(), http.StatusUnauthorized)
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_ = json.NewEncoder(w).Encode(map[string]any{
+				"type":   idemhttp.DefaultProblemBase + idemhttp.ProblemTenantUnknown,
+				"title":  "The caller could not be identified",
+				"status": http.StatusUnauthorized,
+				"detail": err.Error(),
+			})
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -53,7 +53,10 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+	err := run(ctx, os.Args[1:], os.Stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp): // -h: the usage was printed
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "orders:", err)
 		os.Exit(1)
 	}
@@ -62,7 +65,7 @@ func main() {
 func run(ctx context.Context, args []string, logOut io.Writer) error {
 	fs := flag.NewFlagSet("orders", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
-	dir := fs.String("dir", "./data", "data directory (orders and the idempotency store)")
+	dir := fs.String("dir", "./data", "data `directory`: orders in DIR/orders, the idempotency store in DIR/idem (idem dump -dir DIR/idem)")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long an idempotency key is remembered")
 	delay := fs.Duration("delay", 0, "simulated slow payment call, after the order is written")
 	wait := fs.Duration("wait", 0, "how long a duplicate waits for the first request (0: 409 at once)")

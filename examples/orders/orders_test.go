@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"flag"
 	"io"
 	"log/slog"
 	"net/http"
@@ -76,4 +78,27 @@ func TestOrderMatchesItsRequest(t *testing.T) {
 	list, err := orders.list("alice")
 	require.NoError(t, err)
 	assert.Equal(t, []order{first, next}, list)
+}
+
+func TestUnknownCallerIsAProblem(t *testing.T) {
+	st, err := idem.Open(idem.Options{InMemory: true})
+	require.NoError(t, err)
+	defer st.Close()
+	sc, err := st.Scope("orders", idem.ScopeOptions{})
+	require.NoError(t, err)
+	orders, err := openOrders(t.TempDir(), time.Now)
+	require.NoError(t, err)
+	h, err := newHandler(sc, orders, 0, 0, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("POST", "/orders", bytes.NewBufferString(`{"item":"tea","qty":1}`)))
+	assert.Equal(t, http.StatusUnauthorized, w.Code)
+	assert.Equal(t, "application/problem+json", w.Header().Get("Content-Type"))
+	assert.Contains(t, w.Body.String(), `"status":401`)
+}
+
+func TestHelpIsNotAnError(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"-h"}, &out)
+	assert.ErrorIs(t, err, flag.ErrHelp, "main exits 0 for it")
 }

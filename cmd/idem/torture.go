@@ -19,7 +19,7 @@ import (
 	"github.com/idemkit/idem"
 )
 
-const tortureUsage = `idem torture [-rounds 20] [-keys 2000] [-goroutines 8] [-policy both] [-sync] [-kill-after 20ms..400ms] [-json]
+const tortureUsage = `idem torture [-rounds 20] [-keys 2000] [-goroutines 8] [-sync] [-min-kill 20ms] [-max-kill 400ms] [-dir DIR] [-json]
 
 Runs a child process that calls Do on a shared set of keys from several
 goroutines, kills it with SIGKILL at a random moment, reopens the store, and
@@ -107,6 +107,9 @@ func runTorture(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err := tortureRound(ctx, self, cfg, wait); err != nil {
 			return fmt.Errorf("round %d: %w", round, err)
 		}
+		if !*asJSON {
+			fmt.Fprintf(stdout, "round %d of %d: child killed after %v\n", round+1, *rounds, wait.Round(time.Millisecond))
+		}
 	}
 	rep, err := checkTorture(ctx, cfg)
 	if err != nil {
@@ -124,6 +127,12 @@ func runTorture(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			rep.AcknowledgedLost, rep.DoubleAfterAck, rep.DoubleUnderReport, rep.StuckInProgress)
 		for _, v := range rep.ViolationsByExample {
 			fmt.Fprintln(stdout, "  violation:", v)
+		}
+		fmt.Fprintln(stdout, "(an execution is a function run; an acknowledgement is a Do that returned a result, a replay included, so there may be more of them)")
+		if n := rep.violations(); n > 0 {
+			fmt.Fprintf(stdout, "verdict: %d violations\n", n)
+		} else {
+			fmt.Fprintln(stdout, "verdict: nothing lost, nothing run twice")
 		}
 	}
 	if n := rep.violations(); n > 0 {

@@ -159,6 +159,7 @@ func adminGuard(opts AdminOptions, next http.Handler) http.Handler {
 		hosts[strings.ToLower(h)] = true
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(adminapi.ProtocolHeader, adminapi.ProtocolVersion)
 		switch {
 		case opts.Token != "" && !bearer(r, opts.Token):
 			w.Header().Set("WWW-Authenticate", "Bearer")

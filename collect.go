@@ -2,6 +2,7 @@ package idem
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -11,16 +12,44 @@ import (
 // transaction, and deletes at most per commit.
 const sweepBatch = 1024
 
-// GCStats reports what one collection did.
+// GCStats reports what one collection did. As JSON its names are
+// snake_case and Duration is in seconds (duration_seconds), like every
+// figure the admin handler and the idem command print.
 type GCStats struct {
-	Scanned          int64         // records looked at
-	Deleted          int64         // expired records deleted
-	DeletedBytes     int64         // their keys and records, in bytes
-	Live             int64         // records left
-	ValueLogRewrites int           // storage the engine rewrote to give space back (Badger: value-log files; 0 for others)
-	DiskBefore       int64         // bytes on disk when it started (engines on the local disk, such as Badger; 0 for others)
-	DiskAfter        int64         // and when it ended
-	Duration         time.Duration // how long it took
+	Scanned          int64         `json:"scanned"`            // records looked at
+	Deleted          int64         `json:"deleted"`            // expired records deleted
+	DeletedBytes     int64         `json:"deleted_bytes"`      // their keys and records, in bytes
+	Live             int64         `json:"live"`               // records left
+	ValueLogRewrites int           `json:"value_log_rewrites"` // storage the engine rewrote to give space back (Badger: value-log files; 0 for others)
+	DiskBefore       int64         `json:"disk_before"`        // bytes on disk when it started (engines on the local disk, such as Badger; 0 for others)
+	DiskAfter        int64         `json:"disk_after"`         // and when it ended
+	Duration         time.Duration `json:"-"`                  // how long it took
+}
+
+// gcStatsJSON is GCStats as JSON: the duration in seconds.
+type gcStatsJSON struct {
+	gcStatsFields
+	DurationSeconds float64 `json:"duration_seconds"`
+}
+
+// gcStatsFields is GCStats without its methods, so that encoding it does
+// not recurse.
+type gcStatsFields GCStats
+
+// MarshalJSON encodes s with its duration in seconds.
+func (s GCStats) MarshalJSON() ([]byte, error) {
+	return json.Marshal(gcStatsJSON{gcStatsFields(s), s.Duration.Seconds()})
+}
+
+// UnmarshalJSON decodes what MarshalJSON encodes.
+func (s *GCStats) UnmarshalJSON(b []byte) error {
+	var v gcStatsJSON
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*s = GCStats(v.gcStatsFields)
+	s.Duration = time.Duration(v.DurationSeconds * float64(time.Second))
+	return nil
 }
 
 // GC runs one full collection now: it deletes every expired record (each

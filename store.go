@@ -239,29 +239,29 @@ func (s *Store) openScope(name string, o ScopeOptions, create bool) (sc *Scope, 
 // in between they also include records that expired but were not yet
 // collected.
 type ScopeStats struct {
-	Keys  int64
-	Bytes int64
+	Keys  int64 `json:"keys"`
+	Bytes int64 `json:"bytes"`
 }
 
 // Stats is a snapshot of a store's counters since Open.
 type Stats struct {
-	Claims     uint64 // keys claimed by a caller that then ran (or was to run) the work
-	Completed  uint64 // results stored
-	Failed     uint64 // permanent failures stored
-	Released   uint64 // claims given back without an outcome
-	Abandoned  uint64 // claims whose work ran but whose outcome could not be stored: orphans now
-	Replays    uint64 // outcomes served from a stored record
-	Coalesced  uint64 // duplicates that waited for a running call
-	Mismatches uint64 // calls refused with ErrFingerprintMismatch
-	Orphans    uint64 // lookups that found an orphaned in-progress record
-	InFlight   int64  // claims held right now
+	Claims     uint64 `json:"claims"`     // keys claimed by a caller that then ran (or was to run) the work
+	Completed  uint64 `json:"completed"`  // results stored
+	Failed     uint64 `json:"failed"`     // permanent failures stored
+	Released   uint64 `json:"released"`   // claims given back without an outcome
+	Abandoned  uint64 `json:"abandoned"`  // claims whose work ran but whose outcome could not be stored: orphans now
+	Replays    uint64 `json:"replays"`    // outcomes served from a stored record
+	Coalesced  uint64 `json:"coalesced"`  // duplicates that waited for a running call
+	Mismatches uint64 `json:"mismatches"` // calls refused with ErrFingerprintMismatch
+	Orphans    uint64 `json:"orphans"`    // lookups that found an orphaned in-progress record
+	InFlight   int64  `json:"in_flight"`  // claims held right now
 
-	Collections    uint64 // collections run (Store.GC and the background collector)
-	Reclaimed      uint64 // expired records they deleted
-	ReclaimedBytes uint64 // and the bytes of those records
+	Collections    uint64 `json:"collections"`     // collections run (Store.GC and the background collector)
+	Reclaimed      uint64 `json:"reclaimed"`       // expired records they deleted
+	ReclaimedBytes uint64 `json:"reclaimed_bytes"` // and the bytes of those records
 
-	Scopes    map[string]ScopeStats // usage by scope name, for every scope stored
-	DiskBytes int64                 // bytes the store takes on disk (engines on the local disk, such as Badger; 0 for others)
+	Scopes    map[string]ScopeStats `json:"scopes"`     // usage by scope name, for every scope stored
+	DiskBytes int64                 `json:"disk_bytes"` // bytes the store takes on disk (engines on the local disk, such as Badger; 0 for others)
 }
 
 // counters are the atomic cells behind Stats.

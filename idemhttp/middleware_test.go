@@ -113,6 +113,38 @@ func TestFirstRequestRunsAndRetriesReplay(t *testing.T) {
 	assert.Equal(t, int32(1), f.runs.Load())
 }
 
+func TestDecodeResponseShowsWhatARetryIsSent(t *testing.T) {
+	f := newFixture(t, idem.ScopeOptions{MaxValueSize: 4096}, Options{}, nil)
+	first := f.do(request("POST", `{"item":"tea"}`, "k1", "alice"))
+	require.Equal(t, http.StatusCreated, first.Code)
+	rec, err := f.st.Lookup(context.Background(), "http", "alice", "k1")
+	require.NoError(t, err)
+	got, err := DecodeResponse(rec.Value)
+	require.NoError(t, err)
+	assert.True(t, got.Replayable)
+	assert.Equal(t, http.StatusCreated, got.Status)
+	assert.Equal(t, "/orders/1", got.Header.Get("Location"))
+	assert.Empty(t, got.Header.Get("Set-Cookie"), "never stored")
+	assert.Equal(t, first.Body.String(), string(got.Body))
+
+	big := newFixture(t, idem.ScopeOptions{MaxValueSize: 4096}, Options{}, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = w.Write(make([]byte, 5000))
+	})
+	big.do(request("POST", `{}`, "k2", "alice"))
+	rec, err = big.st.Lookup(context.Background(), "http", "alice", "k2")
+	require.NoError(t, err)
+	got, err = DecodeResponse(rec.Value)
+	require.NoError(t, err)
+	assert.False(t, got.Replayable, "too large to keep")
+	assert.Equal(t, http.StatusAccepted, got.Status)
+	assert.Empty(t, got.Header)
+	assert.Empty(t, got.Body)
+
+	_, err = DecodeResponse([]byte(`{"charge":1}`))
+	assert.Error(t, err, "another application's value")
+}
+
 func TestReplayKeepsHeadersOuterMiddlewareSet(t *testing.T) {
 	f := newFixture(t, idem.ScopeOptions{}, Options{}, nil)
 	outer := func(id string) http.Handler {

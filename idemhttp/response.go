@@ -66,6 +66,30 @@ func (r *storedResponse) encode(drop map[string]bool) []byte {
 	return append(b, r.body...)
 }
 
+// StoredResponse is a record's value as the middleware stores it: the
+// response a retry is sent. Tools that show a store's records read it with
+// DecodeResponse; idem get does.
+type StoredResponse struct {
+	Status int
+	Header http.Header // as replayed: cookies, credentials and hop-by-hop fields were never stored
+	Body   []byte
+	// Replayable is false for a response that was streamed, hijacked or
+	// too large to keep: a retry is answered 409 with the problem type
+	// ProblemResponseUnavailable, and Header and Body are empty.
+	Replayable bool
+}
+
+// DecodeResponse decodes a record's value stored by the middleware. An
+// error says the value is not one (another application's value, or
+// damaged).
+func DecodeResponse(value []byte) (StoredResponse, error) {
+	r, err := decodeResponse(value)
+	if err != nil {
+		return StoredResponse{}, err
+	}
+	return StoredResponse{Status: r.status, Header: r.header, Body: r.body, Replayable: r.kind == kindReplayable}, nil
+}
+
 func decodeResponse(b []byte) (*storedResponse, error) {
 	if len(b) < 4 || b[0] != responseVersion || (b[1] != kindReplayable && b[1] != kindUnavailable) {
 		return nil, errBadResponse

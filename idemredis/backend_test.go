@@ -24,9 +24,7 @@ func TestMain(m *testing.M) {
 		child() // a process of the multi-process tests
 		return
 	}
-	code := m.Run()
-	redistest.Stop()
-	os.Exit(code)
+	redistest.Main(m, "idemredis")
 }
 
 // newBackend returns a backend on the test server with keys of t's own.

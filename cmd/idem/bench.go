@@ -29,6 +29,7 @@ only), in tables of their own, dropped afterwards.
 -targets may also name badger-write: a blind db.Update{Set} per key, which
 is not a check-and-set but what Badger's write alone costs a new key (it
 runs in the unique workload only).
+` + claimedLegend + "\n" + ratioLegend + `
 
 examples:
   idem bench -workload unique -goroutines 64 -duration 5s
@@ -165,8 +166,20 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 		}
 	}
+	if !*asJSON {
+		fmt.Fprintln(stdout, claimedLegend)
+		if len(baselines) > 0 {
+			fmt.Fprintln(stdout, ratioLegend)
+		}
+	}
 	return nil
 }
+
+// The legend of the table's columns.
+const (
+	claimedLegend = "claimed: the share of calls that found their key new and ran the work (the rest got a stored or running result)."
+	ratioLegend   = "× B: the row's ops/s divided by baseline B's in the same workload and goroutines (above 1: faster than B)."
+)
 
 // ratios fills each row's ratio to the baselines of its group.
 func ratios(rows []benchRow) {

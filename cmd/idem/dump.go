@@ -18,6 +18,8 @@ import (
 const dumpUsage = `idem dump [-dir DIR | -url URL] [-scope S] [-tenant T] [-state STATE] [-prefix P] [-expired] [-limit N] [-values] [-json]
 
 States: in_progress, orphaned, completed, failed, too_large, corrupt.
+The table cuts keys, tenants and values longer than 48 characters, ending
+them in "…"; -json and idem get show them whole.
 
 examples:
   idem dump -dir /var/lib/orders/idem -scope payments -state orphaned
@@ -66,19 +68,23 @@ func runDump(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return src.records(ctx, f, func(r idem.RecordInfo) error { return enc.Encode(r) })
 	}
 	// A table, flushed every few rows: a dump of millions of keys starts
-	// printing at once and holds only a screenful.
+	// printing at once and holds only a screenful. Its header comes with
+	// the first row (or with none, at the end), so that a store that
+	// cannot be read prints only its error.
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	header := "SCOPE\tTENANT\tKEY\tSTATE\tCREATED\tEXPIRES\tBYTES"
 	if f.Values {
 		header += "\tVALUE"
 	}
-	fmt.Fprintln(tw, header)
 	rows := 0
 	err = src.records(ctx, f, func(r idem.RecordInfo) error {
-		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%d", r.Scope, escape(r.Tenant), escape(r.Key), state(r),
+		if rows == 0 {
+			fmt.Fprintln(tw, header)
+		}
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%d", r.Scope, cell(escape(r.Tenant)), cell(escape(r.Key)), state(r),
 			r.CreatedAt.UTC().Format(time.RFC3339), r.ExpiresAt.UTC().Format(time.RFC3339), r.ValueBytes)
 		if f.Values {
-			line += "\t" + escape(string(r.Value))
+			line += "\t" + cell(escape(string(r.Value)))
 		}
 		fmt.Fprintln(tw, line)
 		if rows++; rows%256 == 0 {
@@ -86,10 +92,27 @@ func runDump(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return nil
 	})
+	if err == nil && rows == 0 {
+		fmt.Fprintln(tw, header)
+	}
 	if ferr := tw.Flush(); err == nil {
 		err = ferr
 	}
 	return err
+}
+
+// cellWidth is the most characters a key, tenant or value takes in the
+// dump table; -json and get show them whole.
+const cellWidth = 48
+
+// cell cuts s to cellWidth characters, ending in "…" when it was cut, so
+// that one long key does not widen every row.
+func cell(s string) string {
+	if utf8.RuneCountInString(s) <= cellWidth {
+		return s
+	}
+	runes := []rune(s)
+	return string(runes[:cellWidth-1]) + "…"
 }
 
 func state(r idem.RecordInfo) string {

@@ -14,7 +14,9 @@
 // -dir opens a stopped store (one whose process was killed too) without
 // changing a byte of it; a store in use by a running process is reached
 // through that process's admin handler with -url (see
-// idem.Store.AdminHandler). Exit codes: 0 ok, 1 runtime error, 2 usage.
+// idem.Store.AdminHandler). Output with -json names every field in
+// snake_case and gives durations in seconds (duration_seconds). Exit codes:
+// 0 ok, 1 runtime error, 2 usage.
 package main
 
 import (
@@ -93,6 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		for _, c := range commands() {
 			fmt.Fprintf(stdout, "  %-8s %s\n", c.name, c.summary)
 		}
+		fmt.Fprintln(stdout, "\n-dir opens a stopped store; -url reaches a running one through its admin handler.\n-json output uses snake_case names and durations in seconds. Exit status: 0 ok, 1 error, 2 usage.")
 		if len(args) == 0 {
 			return usagef("no command")
 		}

@@ -52,7 +52,10 @@ func (t *target) openForKey(fs *flag.FlagSet, args []string, k *keyArgs, mutatin
 	if err := parse(fs, args); err != nil {
 		return nil, err
 	}
-	if k.scope == "" || fs.NArg() != 1 {
+	switch {
+	case fs.NArg() > 1 && strings.HasPrefix(fs.Arg(1), "-"):
+		return nil, usagef("%s: %s comes after KEY %q; flags go before KEY", fs.Name(), fs.Arg(1), fs.Arg(0))
+	case k.scope == "" || fs.NArg() != 1:
 		return nil, usagef("%s needs -scope and one KEY", fs.Name())
 	}
 	k.key, k.tenant = unescape(fs.Arg(0)), unescape(k.tenant)
@@ -165,6 +168,11 @@ func (r *remote) do(ctx context.Context, method, path string, q url.Values) (*ht
 	resp, err := r.client.Do(req)
 	if err != nil {
 		return nil, err
+	}
+	if resp.Header.Get(adminapi.ProtocolHeader) != adminapi.ProtocolVersion {
+		resp.Body.Close()
+		return nil, fmt.Errorf("idem: %s is not an idem admin endpoint (Store.AdminHandler): %s %s answered %s without the %s header",
+			r.base, method, path, resp.Status, adminapi.ProtocolHeader)
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()

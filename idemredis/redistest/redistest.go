@@ -40,6 +40,22 @@ func Addr(t testing.TB) string {
 	return addr
 }
 
+// Main runs a package's tests (call it from TestMain) and stops the
+// server it started. Without a server, it runs none and says so in a way
+// that go test shows even without -v: its summary line ends in
+// "[no tests to run]".
+func Main(m *testing.M, pkg string) {
+	once.Do(func() { addr, initErr = find() })
+	if initErr != nil && os.Getenv("IDEM_REQUIRE_REDIS") == "" {
+		fmt.Printf("%s: no Redis server: %v; install redis-server or set IDEM_REDIS_ADDR to run these tests\n", pkg, initErr)
+		fmt.Println("testing: warning: no tests to run")
+		os.Exit(0)
+	}
+	code := m.Run()
+	Stop()
+	os.Exit(code)
+}
+
 // Client returns a client of the test server, closed when t ends.
 func Client(t testing.TB) *redis.Client {
 	t.Helper()
@@ -65,7 +81,8 @@ func Prefix(t testing.TB, rdb *redis.Client) string {
 
 var seq atomic.Int64
 
-// Stop stops a server started by Addr; TestMain calls it after m.Run.
+// Stop stops a server started by Addr; TestMain calls it after m.Run
+// (Main does).
 func Stop() {
 	if server != nil {
 		_ = server.Process.Kill()

@@ -27,6 +27,12 @@ const (
 	MutationHeader = "Idem-Admin"
 	MutationValue  = "mutate"
 
+	// ProtocolHeader is set, to ProtocolVersion, on every response of
+	// the handler, refusals included: a client tells an admin endpoint
+	// from any other server by it.
+	ProtocolHeader  = "Idem-Admin-Protocol"
+	ProtocolVersion = "1"
+
 	// TokenEnv names the environment variable the CLI takes a bearer
 	// token from (AdminOptions.Token), when -token is not given.
 	TokenEnv = "IDEM_ADMIN_TOKEN"

@@ -124,8 +124,8 @@ func firstLine(s string) string {
 // Badger's compactions go on writing new tables through memory-mapped
 // files for seconds after, and one that writes once the disk is full
 // kills the process with SIGBUS: the store survives only if the filler
-// takes longer than that to eat the margin (see the Guarantees table in
-// README.md). In the rounds that survive, new keys are taken again once
+// takes longer than that to eat the margin (see the table in
+// docs/guarantees.md). In the rounds that survive, new keys are taken again once
 // the space is back. It is a measurement, run with IDEM_FILL_SWEEP=1, and
 // needs root, to mount a size-limited tmpfs.
 func TestDiskFilledByAnotherProcess(t *testing.T) {

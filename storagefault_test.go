@@ -115,7 +115,7 @@ func TestStorageFaultChild(t *testing.T) {
 // output of a compaction whose table file it could not create (its
 // subcompaction defers Done(err) with err still nil), and a fault that
 // begins while a compaction runs can lose the keys that table held (see
-// the Guarantees table in README.md). IDEM_FAULT_ROUNDS sets the rounds
+// the table in docs/guarantees.md). IDEM_FAULT_ROUNDS sets the rounds
 // per fault (1).
 func TestStorageFaults(t *testing.T) {
 	testenv.Long(t, "each fault takes seconds")

@@ -62,8 +62,8 @@ func (b *Backend) DeleteAll(_ context.Context, keys [][]byte) error {
 // last level, where Badger drops deleted versions, then rewrites value-log
 // files until none is worth it, and returns how many it rewrote. It does
 // nothing while the directory cannot take a file: a compaction that cannot
-// create its tables loses their keys in Badger (see the package's README
-// entry on storage faults).
+// create its tables loses their keys in Badger (see the storage-fault
+// row of docs/guarantees.md).
 func (b *Backend) Reclaim(ctx context.Context) (int, error) {
 	if b.inMemory || b.guard.faulty() {
 		return 0, nil

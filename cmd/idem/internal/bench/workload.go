@@ -11,7 +11,7 @@ import (
 // Workload names a key distribution.
 type Workload string
 
-// The workloads of the comparison (see README): every claim a new key;
+// The workloads of the comparison (see docs/numbers.md): every claim a new key;
 // 90% of claims on one of DupKeys existing keys; all claims on HotKeys keys.
 const (
 	Unique Workload = "unique"

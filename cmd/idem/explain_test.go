@@ -179,8 +179,6 @@ func TestJSONIsSnakeCaseWithDurationsInSeconds(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &back))
 	assert.Equal(t, int64(5), back.Live)
 
-	out, errOut, code = cli(t, "get", "-dir", dir, "-json", "-scope", "payments", "-tenant", "acct_1", "order-1")
-	assert.Equal(t, 1, code, "the store is open: %s", errOut)
 	out, errOut, code = cli(t, "get", "-url", srv.URL, "-json", "-scope", "payments", "-tenant", "acct_1", "order-1")
 	require.Zero(t, code, errOut)
 	assertSnakeCase(t, out)

@@ -65,6 +65,12 @@ type Options struct {
 	// MaxAttempts is how many deliveries a failing message gets before it
 	// is Term'ed. Zero means 5; negative, no limit.
 	MaxAttempts int
+	// Context, if set, gives the handling of each delivery — claim,
+	// handler, stored outcome — a context of its own, and returns the
+	// function to call once it has ended. idempg.TxContext is one: the
+	// handler's transaction (idempg.Begin) then commits the outcome too.
+	Context func(ctx context.Context) (context.Context, func())
+
 	// Heartbeat is how often the broker is told that a running handler is
 	// still working (Acker.InProgress), so that a long handler does not
 	// outlive the broker's ack deadline. Zero sends none; adapters set it
@@ -152,6 +158,11 @@ func (o Outcome) String() string {
 func (c *Consumer) Handle(ctx context.Context, d Delivery, a Acker) (Outcome, error) {
 	if ctx == nil {
 		return 0, errors.New("idemmsg: Handle called with a nil context")
+	}
+	if c.opts.Context != nil {
+		var end func()
+		ctx, end = c.opts.Context(ctx)
+		defer end()
 	}
 	settle := context.WithoutCancel(ctx)
 	key, err := c.opts.Key(d)

@@ -100,6 +100,14 @@ func WithTx(ctx context.Context) context.Context {
 	return context.WithValue(ctx, pendingKey{}, &pending{})
 }
 
+// TxContext is [WithTx] with its [End], in the shape that
+// idemmsg.Options.Context takes: a message handler that begins its
+// transaction with [Begin] commits the message's outcome in it.
+func TxContext(ctx context.Context) (context.Context, func()) {
+	ctx = WithTx(ctx)
+	return ctx, func() { End(ctx) }
+}
+
 // Begin begins the transaction of the work running under ctx, which
 // [WithTx] made, on pool.
 func Begin(ctx context.Context, pool *pgxpool.Pool) (pgx.Tx, error) {

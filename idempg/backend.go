@@ -111,8 +111,19 @@ func New(pool *pgxpool.Pool, opts Options) (*Backend, error) {
 // they do not exist. It needs the right to create them, no more (not a
 // superuser). The SQL is also in [Backend.Schema], for those who apply
 // migrations with a tool of their own.
+//
+// Instances that start together may all call it: they take turns, under
+// a transaction-scoped advisory lock named by the table (two concurrent
+// CREATE ... IF NOT EXISTS would otherwise collide in the catalog).
 func (b *Backend) Migrate(ctx context.Context) error {
-	if _, err := b.pool.Exec(ctx, b.Schema()); err != nil {
+	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "idempg migrate "+b.table); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, b.Schema())
+		return err
+	})
+	if err != nil {
 		return b.fail("migrate", err)
 	}
 	return nil

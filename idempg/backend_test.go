@@ -97,3 +97,26 @@ func TestExhaustedPoolIsAnErrorAtTheDeadline(t *testing.T) {
 	assert.Contains(t, err.Error(), "pool: 1 of 1 connections in use")
 	assert.Less(t, time.Since(began), 2*time.Second)
 }
+
+// TestInstancesMigrateTogether: instances that start at once all migrate
+// the same new table without an error (concurrent CREATE ... IF NOT EXISTS
+// collide in Postgres' catalog unless they take turns).
+func TestInstancesMigrateTogether(t *testing.T) {
+	pool := pgtest.Pool(t)
+	for range 5 {
+		table := pgtest.Table(t, pool)
+		errs := make(chan error, 8)
+		for range cap(errs) {
+			go func() {
+				be, err := idempg.New(pool, idempg.Options{Table: table})
+				if err == nil {
+					err = be.Migrate(context.Background())
+				}
+				errs <- err
+			}()
+		}
+		for range cap(errs) {
+			require.NoError(t, <-errs)
+		}
+	}
+}

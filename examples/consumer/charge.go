@@ -149,8 +149,12 @@ func (r *reporter) delivery(d idemmsg.Delivery, out idemmsg.Outcome, err error) 
 	switch {
 	case out == idemmsg.Acked:
 		line = fmt.Sprintf("charged   %s", p)
+	case out == idemmsg.Replayed && d.Attempt == 1:
+		line = fmt.Sprintf("replayed  %s: a second message for a charged payment; acknowledged without charging", name)
 	case out == idemmsg.Replayed:
-		line = fmt.Sprintf("replayed  %s: already charged; acknowledged without charging (delivery %d)", name, d.Attempt)
+		line = fmt.Sprintf("replayed  %s: redelivery %d of a charged payment; acknowledged without charging", name, d.Attempt)
+	case out == idemmsg.Deferred && errors.Is(err, idem.ErrInProgress):
+		line = fmt.Sprintf("deferred  %s: being charged for another message right now; it comes again in a second", name)
 	case out == idemmsg.Deferred:
 		line = fmt.Sprintf("deferred  %s (delivery %d): %v", name, d.Attempt, err)
 	case errors.Is(err, idem.ErrOutcomeUnknown):

@@ -56,9 +56,9 @@ func openFileLedger(dir string) (*fileLedger, error) {
 }
 
 func (l *fileLedger) charge(_ context.Context, p payment) error {
-	line := fmt.Sprintf("%s\t%s\t%d\t%s\n", p.ID, p.Card, p.AmountCents, time.Now().UTC().Format(time.RFC3339Nano))
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	line := fmt.Sprintf("%s\t%s\t%d\t%s\n", p.ID, p.Card, p.AmountCents, time.Now().UTC().Format(time.RFC3339Nano))
 	if _, err := l.f.WriteString(line); err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}

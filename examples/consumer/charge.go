@@ -29,7 +29,7 @@ func charge(ctx context.Context, args []string, out io.Writer) error {
 	pgURL := fs.String("postgres", "", "keep the ledger and the records in this PostgreSQL database (postgres://…), in one transaction per charge")
 	table := fs.String("table", "payments", "with -postgres: the ledger `table`; the records go in TABLE_idem")
 	durable := fs.String("durable", "charger", "the durable consumer's `name`")
-	ackWait := fs.Duration("ack-wait", 30*time.Second, "how long JetStream waits for an ack before it redelivers (the consumer's AckWait)")
+	ackWait := fs.Duration("ack-wait", 5*time.Second, "how long JetStream waits for an ack before it redelivers (the consumer's AckWait; short for the demo, where JetStream's default is 30s)")
 	workers := fs.Int("workers", 4, "payments charged at once")
 	slow := fs.Duration("slow", 0, "simulated card network time, before each charge")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long a payment's outcome is remembered")
@@ -158,7 +158,7 @@ func (r *reporter) delivery(d idemmsg.Delivery, out idemmsg.Outcome, err error) 
 	case out == idemmsg.Deferred:
 		line = fmt.Sprintf("deferred  %s (delivery %d): %v", name, d.Attempt, err)
 	case errors.Is(err, idem.ErrOutcomeUnknown):
-		line = fmt.Sprintf("unknown   %s: a consumer stopped between the charge and its record; not charged again; check the ledger", name)
+		line = fmt.Sprintf("unknown   %s: a consumer died while charging it, so whether the card was charged is unknown; not charged again: check the ledger", name)
 	default:
 		line = fmt.Sprintf("dropped   %s: %v", name, err)
 	}

@@ -3,20 +3,19 @@ package idemhttp
 import (
 	"bytes"
 	"context"
-	crand "crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"mime"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/idemkit/idem/internal/retry"
 )
 
 // Transport is the client half: an http.RoundTripper that gives each
@@ -121,7 +120,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Header.Get(header) == "" {
 		newKey := t.NewKey
 		if newKey == nil {
-			newKey = newUUIDKey
+			newKey = func() string { return `"` + retry.UUIDv4() + `"` }
 		}
 		req.Header.Set(header, newKey())
 	}
@@ -129,7 +128,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	maxAttempts := cmpOr(t.MaxAttempts, 5)
+	maxAttempts := retry.Or(t.MaxAttempts, 5)
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 {
 			if req.Body, err = body(); err != nil {
@@ -137,8 +136,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 		resp, err := t.attempt(base, req)
-		retry, retryAfter := retryable(resp, err)
-		if !retry || attempt == maxAttempts || ctx.Err() != nil {
+		again, retryAfter := retryable(resp, err)
+		if !again || attempt == maxAttempts || ctx.Err() != nil {
 			return resp, err
 		}
 		if body == nil { // a body that cannot be sent again
@@ -147,11 +146,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			return nil, fmt.Errorf("%w: %w", ErrBodyNotReplayable, err)
 		}
-		wait := t.backoff(attempt)
+		wait := retry.Backoff(attempt, retry.Or(t.BaseDelay, 100*time.Millisecond), retry.Or(t.MaxDelay, 10*time.Second))
 		if retryAfter > 0 {
 			wait = max(wait, retryAfter)
 		}
-		if deadline, ok := ctx.Deadline(); wait > cmpOr(t.MaxDelay, 10*time.Second) || ok && time.Until(deadline) < wait {
+		if deadline, ok := ctx.Deadline(); wait > retry.Or(t.MaxDelay, 10*time.Second) || ok && time.Until(deadline) < wait {
 			return resp, err // no time to wait: the caller gets this answer
 		}
 		if t.OnRetry != nil {
@@ -184,7 +183,7 @@ func (t *Transport) rewindable(req *http.Request) (func() (io.ReadCloser, error)
 	case req.GetBody != nil:
 		return req.GetBody, nil
 	}
-	limit := cmpOr(t.MaxBufferedBody, 1<<20)
+	limit := retry.Or(t.MaxBufferedBody, 1<<20)
 	head, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
 	if err != nil {
 		_ = req.Body.Close()
@@ -301,33 +300,4 @@ func retryAfter(v string) time.Duration {
 		return max(time.Until(at), 0)
 	}
 	return 0
-}
-
-// backoff is the wait before retry n (after attempt n): a random time up
-// to BaseDelay·2^(n-1), at most MaxDelay.
-func (t *Transport) backoff(n int) time.Duration {
-	ceiling := cmpOr(t.MaxDelay, 10*time.Second)
-	d := cmpOr(t.BaseDelay, 100*time.Millisecond)
-	for i := 1; i < n && d < ceiling; i++ {
-		d *= 2
-	}
-	return rand.N(min(d, ceiling) + 1)
-}
-
-// newUUIDKey is the default Transport.NewKey: a version 4 UUID from
-// crypto/rand, quoted as an sf-string.
-func newUUIDKey() string {
-	var u [16]byte
-	_, _ = crand.Read(u[:])
-	u[6] = u[6]&0x0f | 0x40 // version 4
-	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
-	h := hex.EncodeToString(u[:])
-	return `"` + h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:] + `"`
-}
-
-func cmpOr[T int | int64 | time.Duration](v, def T) T {
-	if v <= 0 {
-		return def
-	}
-	return v
 }

@@ -26,9 +26,9 @@ func metadataKey(ctx context.Context, _ string, _ proto.Message) (string, error)
 }
 
 // KeyFromField returns an Options.Key that reads a call's key from the
-// request's string field of that name (AIP-155's request_id, say), for
-// the methods whose requests have one; the calls of other methods fall
-// back on the idempotency-key metadata.
+// request's string field of that name (AIP-155's request_id, say). A
+// request without the field, or with the field empty, falls back on the
+// idempotency-key metadata.
 func KeyFromField(name string) func(ctx context.Context, fullMethod string, req proto.Message) (string, error) {
 	return func(ctx context.Context, method string, req proto.Message) (string, error) {
 		m := req.ProtoReflect()
@@ -39,7 +39,10 @@ func KeyFromField(name string) func(ctx context.Context, fullMethod string, req 
 		if f.Kind() != protoreflect.StringKind || f.IsList() || f.IsMap() {
 			return "", fmt.Errorf("field %s of %s is not a string", name, m.Descriptor().FullName())
 		}
-		return checkKey(m.Get(f).String())
+		if key := m.Get(f).String(); key != "" {
+			return checkKey(key)
+		}
+		return metadataKey(ctx, method, req)
 	}
 }
 

@@ -328,6 +328,9 @@ func TestKeyFromField(t *testing.T) {
 	got, err = idemgrpc.KeyFromField("request_id")(md, unaryCall, order("x"))
 	require.NoError(t, err)
 	assert.Equal(t, "from-md", got, "a request without the field falls back on the metadata")
+	got, err = idemgrpc.KeyFromField("service")(md, "/grpc.health.v1.Health/Check", &grpc_health_v1.HealthCheckRequest{})
+	require.NoError(t, err)
+	assert.Equal(t, "from-md", got, "so does an empty field")
 }
 
 func TestStoreFailuresLogNoKey(t *testing.T) {

@@ -92,7 +92,7 @@ func (t *target) open(mutating bool) (source, error) {
 	}
 	st, err := idem.Open(idem.Options{Dir: t.dir, ReadOnly: !mutating, GCInterval: -1})
 	if errors.Is(err, idem.ErrLocked) {
-		return nil, fmt.Errorf("%w: a running process holds it; reach it through its admin handler with -url", err)
+		return nil, fmt.Errorf("%w: a running process holds it: stop it first, or use -url if it serves an admin endpoint", err)
 	}
 	if err != nil {
 		return nil, err

@@ -23,6 +23,7 @@ type Claim struct {
 	owner       uint64 // the backend's name for this claim's holder
 	token       uint64 // the claim's fencing token
 	size        int64  // bytes counted for key in the scope's usage
+	claimedAt   time.Time
 	// leavesNothing: abandoned, the claim leaves no record behind, so its
 	// key comes off the scope's usage.
 	leavesNothing bool
@@ -79,6 +80,7 @@ func (cl *Claim) complete(ctx context.Context, value []byte) (*record, error) {
 	stored, err := cl.finish(ctx, rec, sc.opts.TTL)
 	if err == nil {
 		sc.store.stats.completed.Add(1)
+		cl.observeEnd(ctx, OutcomeCompleted)
 	}
 	return stored, err
 }
@@ -99,6 +101,7 @@ func (cl *Claim) Fail(ctx context.Context, failure error) error {
 	_, err := cl.finish(ctx, rec, sc.opts.FailureTTL)
 	if err == nil {
 		sc.store.stats.failed.Add(1)
+		cl.observeEnd(ctx, OutcomeFailed)
 	}
 	return err
 }
@@ -180,6 +183,7 @@ func (cl *Claim) Release(ctx context.Context) error {
 		cl.giveUp()
 	}
 	st.stats.released.Add(1)
+	cl.observeEnd(ctx, OutcomeReleased)
 	cl.end(nil)
 	return err
 }
@@ -198,6 +202,7 @@ func (cl *Claim) abandon() {
 			cl.scope.usage.left(cl.size)
 		}
 		cl.scope.store.stats.abandoned.Add(1)
+		cl.observeEnd(context.Background(), OutcomeAbandoned)
 		cl.end(nil)
 	}
 }
@@ -218,6 +223,7 @@ func (cl *Claim) lose() {
 	}
 	cl.scope.usage.left(cl.size)
 	cl.scope.store.stats.released.Add(1)
+	cl.observeEnd(context.Background(), OutcomeLeaseLost)
 	cl.end(nil)
 }
 

@@ -105,6 +105,10 @@ func (s *Store) gc(ctx context.Context, only []string) (GCStats, error) {
 	s.stats.collections.Add(1)
 	s.stats.reclaimed.Add(uint64(stats.Deleted))
 	s.stats.reclaimedBytes.Add(uint64(stats.DeletedBytes))
+	if s.obs != nil {
+		s.obs.Observe(ctx, Event{Kind: EventCollection, Duration: stats.Duration,
+			Reclaimed: int64(stats.Deleted), ReclaimedBytes: int64(stats.DeletedBytes)})
+	}
 	if err != nil {
 		return stats, fmt.Errorf("idem: gc: %w", err)
 	}

@@ -57,6 +57,12 @@ type Options struct {
 
 	// Logger receives the store's and Badger's logs. Nil discards them.
 	Logger *slog.Logger
+	// Observer, if set, is told of every call, execution, wait, orphan
+	// and collection (see Event), for metrics and traces.
+	Observer Observer
+	// ObserveKeys puts the key and tenant of each call in its Event. Off
+	// by default: keys make unbounded labels, and may be private.
+	ObserveKeys bool
 
 	// Shards is the number of shards that in-flight calls are spread over,
 	// a power of two. Zero means 64.

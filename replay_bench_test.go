@@ -78,3 +78,41 @@ func BenchmarkReplayWorkingSet(b *testing.B) {
 		}
 	})
 }
+
+// noopObserver is an Observer that does nothing: what the hook itself
+// costs.
+type noopObserver struct{}
+
+func (noopObserver) Observe(context.Context, Event) {}
+
+// BenchmarkReplayObserved measures a cached replay (DoAppend) on stores
+// without an observer and with one that does nothing, in one run.
+//
+//	go test -run '^$' -bench ReplayObserved -count 5 .
+func BenchmarkReplayObserved(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		obs  Observer
+	}{{"none", nil}, {"noop", noopObserver{}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			st := openTest(b, Options{InMemory: true, GCInterval: -1, Observer: tc.obs})
+			sc := scopeTest(b, st, "bench", ScopeOptions{})
+			ctx := context.Background()
+			fn := func(context.Context) ([]byte, error) { return make([]byte, 256), nil }
+			for range 2 {
+				if _, err := sc.Do(ctx, "order-1001", nil, fn); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			dst := make([]byte, 0, 512)
+			for b.Loop() {
+				res, err := sc.DoAppend(ctx, dst[:0], "order-1001", nil, fn)
+				if err != nil || !res.Replayed {
+					b.Fatal(err)
+				}
+				dst = res.Value
+			}
+		})
+	}
+}

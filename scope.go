@@ -114,15 +114,21 @@ func (sc *Scope) Do(ctx context.Context, key string, fingerprint []byte, fn func
 // dst (which may be reused from call to call) instead of a new slice, so
 // that a replay served from the cache does not allocate. The value of a
 // first execution is fn's own slice, as with Do.
-func (sc *Scope) DoAppend(ctx context.Context, dst []byte, key string, fingerprint []byte, fn func(context.Context) ([]byte, error)) (Result, error) {
+func (sc *Scope) DoAppend(ctx context.Context, dst []byte, key string, fingerprint []byte, fn func(context.Context) ([]byte, error)) (res Result, err error) {
 	if fn == nil {
 		return Result{}, errors.New("idem: Do called with a nil function")
 	}
-	cl, rec, err := sc.acquire(ctx, key, fingerprint, true)
-	if err != nil {
-		return Result{}, err
+	var cl *Claim
+	var rec *record
+	if sc.store.obs != nil { // reported however the call ends, a panic of fn's too
+		start := time.Now()
+		defer func() { sc.observeCall(ctx, key, start, err, cl != nil) }()
 	}
-	if rec != nil {
+	cl, rec, err = sc.acquire(ctx, key, fingerprint, true)
+	switch {
+	case err != nil:
+		return Result{}, err
+	case rec != nil:
 		return sc.outcome(rec, dst)
 	}
 	return cl.Run(ctx, fn)
@@ -141,7 +147,19 @@ func (sc *Scope) DoAppend(ctx context.Context, dst []byte, key string, fingerpri
 // another one sharing the backend) owns the key it returns [ErrInProgress]. It returns [ErrFingerprintMismatch] and
 // [ErrOutcomeUnknown] as Do does.
 func (sc *Scope) Claim(ctx context.Context, key string, fingerprint []byte) (*Claim, error) {
+	var start time.Time
+	if sc.store.obs != nil {
+		start = time.Now()
+	}
 	cl, rec, err := sc.acquire(ctx, key, fingerprint, false)
+	if sc.store.obs != nil {
+		if rec != nil {
+			_, err := (&Claim{scope: sc, found: rec}).Result() // a stored failure is a replay too
+			sc.observeCall(ctx, key, start, err, false)
+		} else {
+			sc.observeCall(ctx, key, start, err, cl != nil)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +219,12 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 			if claimed {
 				st.stats.coalesced.Add(1)
 			}
-			if err := c.wait(ctx); err != nil {
+			waitStart := time.Now()
+			err := c.wait(ctx)
+			if claimed && st.obs != nil {
+				st.obs.Observe(ctx, Event{Kind: EventWait, Scope: sc.name, Duration: time.Since(waitStart)})
+			}
+			if err != nil {
 				return nil, nil, err
 			}
 			if c.rec == nil {
@@ -251,9 +274,13 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 		Volatile: sc.opts.Orphans == OrphanRerun,
 	}
 	var w *waiter // set once the key is found held elsewhere
+	var waitStart time.Time
 	defer func() {
 		if w != nil {
 			w.close()
+			if st.obs != nil {
+				st.obs.Observe(ctx, Event{Kind: EventWait, Scope: sc.name, Duration: time.Since(waitStart)})
+			}
 		}
 	}()
 	for {
@@ -275,6 +302,7 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 		if res.Owner != 0 {
 			if res.Found && res.Prev.Owner != 0 {
 				st.stats.orphans.Add(1) // a lapsed claim, taken over
+				sc.observeOrphan(ctx)
 			}
 			return sc.claimed(k, sh, c, fingerprint, req, res), nil, nil
 		}
@@ -300,6 +328,7 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 		if !held {
 			if res.Prev.Owner != 0 {
 				st.stats.orphans.Add(1) // kept under OrphanReport
+				sc.observeOrphan(ctx)
 			}
 			sh.finish(k, c, rec, st.cacheUntil(rec, now.UnixNano()), true)
 			return sc.replay(sh, rec, fingerprint)
@@ -315,7 +344,7 @@ func (sc *Scope) take(ctx context.Context, k []byte, sh *shard, c *call, fingerp
 		}
 		if w == nil {
 			st.stats.coalesced.Add(1)
-			w = newWaiter(st.be, k)
+			w, waitStart = newWaiter(st.be, k), time.Now()
 		}
 		if err := w.wait(ctx); err != nil {
 			return fail(err)
@@ -337,7 +366,7 @@ func (sc *Scope) claimed(k []byte, sh *shard, c *call, fingerprint []byte, req C
 	size := recordSize(k, len(req.Value))
 	sc.usage.entered(size, res.Found, recordSize(k, len(res.Prev.Value)))
 	sh.claim(c, fingerprint)
-	cl := &Claim{scope: sc, key: k, shard: sh, call: c, fingerprint: fingerprint, owned: true,
+	cl := &Claim{scope: sc, key: k, shard: sh, call: c, fingerprint: fingerprint, owned: true, claimedAt: time.Now(),
 		owner: res.Owner, token: res.Token, size: size,
 		// Only a volatile claim of a new key on an exclusive backend leaves
 		// nothing stored if it is abandoned.

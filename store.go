@@ -20,22 +20,24 @@ type Store struct {
 	be Backend
 	// The optional capabilities be has (see package backend); nil if it
 	// has not.
-	sweeper   backend.Sweeper
-	reclaimer backend.Reclaimer
-	diskUser  backend.DiskUser
-	guard     backend.WriteGuard
-	expirer   backend.Expirer
-	exclusive bool          // be is Exclusive: claims need no lease
-	lease     time.Duration // claims' leases
-	renewal   time.Duration // how often they are renewed; 0: never (local)
-	cacheAge  int64         // nanoseconds a cached record is trusted; 0: until it expires
-	log       *slog.Logger
-	now       func() time.Time // Options.Now, or the process's clock
-	clock     Clock            // the backend's clock, when it has one and Options.Now is nil
-	epoch     uint64
-	readOnly  bool
-	shards    shards
-	stats     counters
+	sweeper     backend.Sweeper
+	reclaimer   backend.Reclaimer
+	diskUser    backend.DiskUser
+	guard       backend.WriteGuard
+	expirer     backend.Expirer
+	exclusive   bool          // be is Exclusive: claims need no lease
+	lease       time.Duration // claims' leases
+	renewal     time.Duration // how often they are renewed; 0: never (local)
+	cacheAge    int64         // nanoseconds a cached record is trusted; 0: until it expires
+	log         *slog.Logger
+	obs         Observer // Options.Observer; nil: none
+	observeKeys bool
+	now         func() time.Time // Options.Now, or the process's clock
+	clock       Clock            // the backend's clock, when it has one and Options.Now is nil
+	epoch       uint64
+	readOnly    bool
+	shards      shards
+	stats       counters
 
 	// closing is held shared by every backend call and exclusively by
 	// Close, so that Close waits for running I/O and nothing starts after.
@@ -98,6 +100,7 @@ func open(opts Options, wall func() time.Time) (*Store, error) {
 		s.exclusive, s.epoch = true, ex.Epoch()
 		s.renewal, s.cacheAge = 0, 0
 	}
+	s.obs, s.observeKeys = opts.Observer, opts.ObserveKeys
 	s.sweeper, _ = be.(backend.Sweeper)
 	s.reclaimer, _ = be.(backend.Reclaimer)
 	s.diskUser, _ = be.(backend.DiskUser)
@@ -120,6 +123,9 @@ func open(opts Options, wall func() time.Time) (*Store, error) {
 		go s.collect(ctx, interval)
 	}
 	opts.Logger.Debug("idem: store opened", "dir", opts.Dir, "epoch", s.epoch)
+	if so, ok := opts.Observer.(StoreObserver); ok {
+		so.ObserveStore(s)
+	}
 	return s, nil
 }
 

@@ -90,8 +90,9 @@ func (l *lines) ids(tag string) []string {
 type child struct {
 	t    *testing.T
 	cmd  *exec.Cmd
-	done chan struct{} // closed once it has exited
-	err  error         // how it exited
+	done  chan struct{} // closed once it has exited
+	ready chan struct{} // closed once it consumes (and handles SIGTERM)
+	err   error         // how it exited
 }
 
 func startCharge(t *testing.T, out *lines, args ...string) *child {
@@ -102,11 +103,15 @@ func startCharge(t *testing.T, out *lines, args ...string) *child {
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	c := &child{t: t, cmd: cmd, done: make(chan struct{})}
+	c := &child{t: t, cmd: cmd, done: make(chan struct{}), ready: make(chan struct{})}
 	go func() {
 		defer close(c.done)
 		s := bufio.NewScanner(stdout)
 		for s.Scan() {
+			if strings.HasPrefix(s.Text(), "charging payments") {
+				close(c.ready)
+				continue
+			}
 			out.add(s.Text())
 		}
 		c.err = cmd.Wait()
@@ -118,8 +123,15 @@ func startCharge(t *testing.T, out *lines, args ...string) *child {
 // kill kills it with SIGKILL; it must have been running until then.
 func (c *child) kill() { c.signal(syscall.SIGKILL) }
 
-// stop stops it with SIGTERM, as Ctrl-C would.
+// stop stops it with SIGTERM, as Ctrl-C would, once it is ready for it
+// (a SIGTERM before that ends it as the default action does).
 func (c *child) stop() {
+	select {
+	case <-c.ready:
+	case <-c.done:
+	case <-time.After(30 * time.Second):
+		c.t.Error("the consumer did not start in 30s")
+	}
 	c.signal(syscall.SIGTERM)
 	assert.NoError(c.t, c.err, "the consumer's exit after SIGTERM")
 }

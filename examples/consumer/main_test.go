@@ -88,8 +88,8 @@ func (l *lines) ids(tag string) []string {
 
 // child is a running charge process.
 type child struct {
-	t    *testing.T
-	cmd  *exec.Cmd
+	t     *testing.T
+	cmd   *exec.Cmd
 	done  chan struct{} // closed once it has exited
 	ready chan struct{} // closed once it consumes (and handles SIGTERM)
 	err   error         // how it exited

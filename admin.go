@@ -31,6 +31,11 @@ type AdminOptions struct {
 	// "Authorization: Bearer <Token>" (the idem CLI sends its -token, or
 	// $IDEM_ADMIN_TOKEN).
 	Token string
+
+	// Metrics, if set, is served at GET /metrics behind the same guards:
+	// the handler of a metrics library (promhttp.HandlerFor an idemprom
+	// registry, say), so that one private address serves both.
+	Metrics http.Handler
 }
 
 // AdminHandler returns an HTTP handler for operators (the idem CLI's -url
@@ -44,6 +49,7 @@ type AdminOptions struct {
 //	GET  /record?scope=&tenant=&key=     one RecordInfo, with its value
 //	POST /gc                             run a collection; GCStats as JSON
 //	POST /delete?scope=&tenant=&key=     delete one record
+//	GET  /metrics                        AdminOptions.Metrics, when set
 //
 // Errors are JSON objects {"error": "..."} with a 4xx or 5xx status.
 //
@@ -136,6 +142,9 @@ func (s *Store) AdminHandler(opts AdminOptions) http.Handler {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	}))
+	if opts.Metrics != nil {
+		mux.Handle("GET /metrics", opts.Metrics)
+	}
 	return adminGuard(opts, mux)
 }
 

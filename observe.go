@@ -106,10 +106,19 @@ type Event struct {
 // callOutcome is the Outcome of a call that returned err, having claimed
 // the key (claimed: whatever the work then did) or not.
 func callOutcome(err error, claimed bool) Outcome {
-	switch {
-	case claimed:
+	if claimed {
 		return OutcomeExecuted
-	case err == nil:
+	}
+	return OutcomeOf(err)
+}
+
+// OutcomeOf names the outcome of a call (Do, Claim, Claim.Result) that
+// did not run the work and returned err: replayed for nil or a stored
+// failure, and otherwise the refusal (mismatch, in_progress, …), as
+// EventCall reports it. Adapters (idemhttp, say) use it for their own
+// reports.
+func OutcomeOf(err error) Outcome {
+	if err == nil {
 		return OutcomeReplayed
 	}
 	for _, o := range []struct {

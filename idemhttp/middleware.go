@@ -187,34 +187,42 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	lines := r.Header.Values(m.opts.Header)
-	switch {
-	case len(lines) == 0 && m.opts.Optional:
+	if len(lines) == 0 && m.opts.Optional {
 		m.next.ServeHTTP(w, r)
 		return
+	}
+	r, info := tracked(r)
+	refuse := func(status int, kind, detail string) {
+		info.Outcome = idem.OutcomeInvalid
+		m.writeProblem(w, status, kind, detail, 0)
+	}
+	switch {
 	case len(lines) == 0:
-		m.writeProblem(w, http.StatusBadRequest, ProblemKeyMissing, m.opts.Header+" header is required", 0)
+		refuse(http.StatusBadRequest, ProblemKeyMissing, m.opts.Header+" header is required")
 		return
 	case len(lines) > 1:
-		m.writeProblem(w, http.StatusBadRequest, ProblemKeyInvalid, "exactly one "+m.opts.Header+" header line is allowed", 0)
+		refuse(http.StatusBadRequest, ProblemKeyInvalid, "exactly one "+m.opts.Header+" header line is allowed")
 		return
 	}
 	key, err := ParseKey(lines[0])
 	if err != nil {
-		m.writeProblem(w, http.StatusBadRequest, ProblemKeyInvalid, err.Error(), 0)
+		refuse(http.StatusBadRequest, ProblemKeyInvalid, err.Error())
 		return
 	}
+	info.Key = key
 	scope := m.scope
 	if m.opts.Tenant != nil {
 		tenant, err := m.opts.Tenant(r)
 		if err != nil || tenant == "" {
-			m.writeProblem(w, http.StatusUnauthorized, ProblemTenantUnknown, "", 0)
+			refuse(http.StatusUnauthorized, ProblemTenantUnknown, "")
 			return
 		}
+		info.Tenant = tenant
 		scope = scope.Tenant(tenant)
 	}
 	body, status, kind := m.readBody(r)
 	if status != 0 {
-		m.writeProblem(w, status, kind, "", 0)
+		refuse(status, kind, "")
 		return
 	}
 	fingerprint := m.opts.Fingerprint(r, body)
@@ -233,6 +241,7 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.replay(w, r, key, res, err)
 		return
 	}
+	info.Outcome = idem.OutcomeExecuted
 	out, buf := m.output(w)
 	_, err = claim.Run(r.Context(), func(context.Context) ([]byte, error) {
 		return m.capture(out, r) // the handler keeps the request's own context
@@ -317,6 +326,9 @@ func (m *middleware) serveWaiting(w http.ResponseWriter, r *http.Request, scope 
 	out, buf := m.output(w)
 	res, err := scope.Do(ctx, key, fingerprint, func(context.Context) ([]byte, error) {
 		ran = true
+		if info, ok := r.Context().Value(infoKey{}).(*Info); ok {
+			info.Outcome = idem.OutcomeExecuted
+		}
 		return m.capture(out, r) // the handler keeps the request's own context
 	})
 	if ran { // this request ran the handler
@@ -329,6 +341,9 @@ func (m *middleware) serveWaiting(w http.ResponseWriter, r *http.Request, scope 
 // replay writes a stored response, or the error a stored outcome stands
 // for.
 func (m *middleware) replay(w http.ResponseWriter, r *http.Request, key string, res idem.Result, err error) {
+	if info, ok := r.Context().Value(infoKey{}).(*Info); ok && err == nil {
+		info.Outcome = idem.OutcomeReplayed
+	}
 	if err != nil {
 		m.writeError(w, r, key, err)
 		return
@@ -365,6 +380,9 @@ func (m *middleware) replay(w http.ResponseWriter, r *http.Request, key string, 
 
 // writeError answers for an error of the store.
 func (m *middleware) writeError(w http.ResponseWriter, r *http.Request, key string, err error) {
+	if info, ok := r.Context().Value(infoKey{}).(*Info); ok {
+		info.Outcome = idem.OutcomeOf(err)
+	}
 	switch {
 	case errors.Is(err, idem.ErrFingerprintMismatch):
 		m.writeProblem(w, http.StatusUnprocessableEntity, ProblemKeyReused, "this key was first used with a different request", 0)

@@ -43,10 +43,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/idemkit/idem"
 	"github.com/idemkit/idem/idempg"
+	"github.com/idemkit/idem/idemprom"
 	"github.com/idemkit/idem/idemredis"
 )
 
@@ -69,7 +72,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long an idempotency key is remembered")
 	delay := fs.Duration("delay", 0, "simulated slow payment call, after the order is written")
 	wait := fs.Duration("wait", 0, "how long a duplicate waits for the first request (0: 409 at once)")
-	admin := fs.String("admin", "", "address for the store's read-only admin endpoint (for idem -url)")
+	admin := fs.String("admin", "", "address for the store's read-only admin endpoint (for idem -url) and its Prometheus /metrics")
 	redisAddr := fs.String("redis", "", "keep the idempotency records in this Redis server, shared by instances")
 	pgURL := fs.String("postgres", "", "keep the records and the orders in this PostgreSQL database (postgres://…), in one transaction per order")
 	if err := fs.Parse(args); err != nil {
@@ -77,7 +80,8 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(logOut, nil))
 
-	opts := idem.Options{Dir: filepath.Join(*dir, "idem"), Logger: log}
+	metrics := idemprom.New() // served at -admin's /metrics
+	opts := idem.Options{Dir: filepath.Join(*dir, "idem"), Logger: log, Observer: metrics}
 	if *redisAddr != "" {
 		rdb := redis.NewClient(&redis.Options{Addr: *redisAddr})
 		defer rdb.Close()
@@ -142,7 +146,9 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 		if err != nil {
 			return err
 		}
-		asrv := &http.Server{Handler: st.AdminHandler(idem.AdminOptions{}), ReadHeaderTimeout: 10 * time.Second}
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(metrics)
+		asrv := &http.Server{Handler: st.AdminHandler(idem.AdminOptions{Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}), ReadHeaderTimeout: 10 * time.Second}
 		servers = append(servers, asrv)
 		go func() { errc <- asrv.Serve(aln) }()
 		log.Info("orders: admin endpoint", "addr", aln.Addr().String())

@@ -252,6 +252,16 @@ func TestAdminEndpoint(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "the demo's admin endpoint is read-only")
+
+	_, err = svc.post(t, "erin", "k", `{"item":"tea","qty":1}`)
+	require.NoError(t, err)
+	resp, err = http.Get(svc.admin + "/metrics")
+	require.NoError(t, err)
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Contains(t, string(body), `idem_calls_total{outcome="executed",scope="orders"} 1`)
+	assert.Contains(t, string(body), `idem_calls_total{outcome="replayed",scope="orders"} 1`)
+	assert.Contains(t, string(body), `idem_keys{scope="orders"} 1`)
 }
 
 // TestInstancesShareRedis runs two instances on one Redis and one orders

@@ -23,6 +23,7 @@ package idemprom
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +45,32 @@ type Collector struct {
 
 	store                          atomic.Pointer[idem.Store]
 	keys, bytes, inFlight, diskUse *prometheus.Desc
+
+	mu       sync.RWMutex
+	callSets map[callLabels]callMetrics // the children of calls and callDuration, found once
+}
+
+type callLabels struct{ scope, outcome string }
+
+type callMetrics struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
+}
+
+// forCall returns the metrics of a call's labels.
+func (c *Collector) forCall(scope string, outcome idem.Outcome) callMetrics {
+	k := callLabels{scope, string(outcome)}
+	c.mu.RLock()
+	m, ok := c.callSets[k]
+	c.mu.RUnlock()
+	if ok {
+		return m
+	}
+	m = callMetrics{c.calls.WithLabelValues(k.scope, k.outcome), c.callDuration.WithLabelValues(k.scope, k.outcome)}
+	c.mu.Lock()
+	c.callSets[k] = m
+	c.mu.Unlock()
+	return m
 }
 
 // buckets are the duration histograms' bounds, in seconds: from a
@@ -72,6 +99,7 @@ func New() *Collector {
 		bytes:          prometheus.NewDesc("idem_record_bytes", "Bytes of the records the store holds, by scope.", []string{"scope"}, nil),
 		inFlight:       prometheus.NewDesc("idem_claims_in_flight", "Claims held now.", nil, nil),
 		diskUse:        prometheus.NewDesc("idem_disk_bytes", "Bytes the store takes on disk (0 for a backend off the local disk).", nil, nil),
+		callSets:       map[callLabels]callMetrics{},
 	}
 }
 
@@ -79,8 +107,9 @@ func New() *Collector {
 func (c *Collector) Observe(_ context.Context, e idem.Event) {
 	switch e.Kind {
 	case idem.EventCall:
-		c.calls.WithLabelValues(e.Scope, string(e.Outcome)).Inc()
-		c.callDuration.WithLabelValues(e.Scope, string(e.Outcome)).Observe(e.Duration.Seconds())
+		m := c.forCall(e.Scope, e.Outcome)
+		m.count.Inc()
+		m.duration.Observe(e.Duration.Seconds())
 	case idem.EventExecution:
 		c.execDuration.WithLabelValues(e.Scope, string(e.Outcome)).Observe(e.Duration.Seconds())
 	case idem.EventWait:

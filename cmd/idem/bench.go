@@ -26,16 +26,18 @@ users write by hand (pg-claim: INSERT ... ON CONFLICT DO NOTHING RETURNING,
 then SELECT the row that was there), idempg.Do with a business INSERT in
 its transaction (idem-pg-tx), and that INSERT alone (pg-insert, new keys
 only), in tables of their own, dropped afterwards.
--targets may also name badger-write: a blind db.Update{Set} per key, which
-is not a check-and-set but what Badger's write alone costs a new key (it
-runs in the unique workload only).
+-targets may also name badger-write, a blind db.Update{Set} per key, and
+badger-ingest, blind writes of concurrent callers committed together with
+conflict detection off: not check-and-sets, but what Badger's write alone
+costs a new key, one by one and at its ingest ceiling (the unique workload
+only).
 ` + claimedLegend + "\n" + ratioLegend + `
 
 examples:
   idem bench -workload unique -goroutines 64 -duration 5s
   idem bench -redis 127.0.0.1:6379 -goroutines 64
   idem bench -postgres postgres://postgres@127.0.0.1/test -goroutines 64
-  idem bench -workload unique -targets idem-do,badger-naive,badger-write`
+  idem bench -workload unique -targets idem-do,badger-naive,badger-write,badger-ingest`
 
 // benchRow is one printed row.
 type benchRow struct {

@@ -363,10 +363,11 @@ func TestBench(t *testing.T) {
 	assert.Contains(t, out, "idem-do")
 
 	// A blind write runs with new keys only.
-	out, _, code = cli(t, "bench", "-workload", "unique,hot", "-goroutines", "1", "-duration", "50ms", "-targets", "idem-do,badger-write", "-json")
+	out, _, code = cli(t, "bench", "-workload", "unique,hot", "-goroutines", "4", "-duration", "50ms", "-targets", "idem-do,badger-write,badger-ingest", "-json")
 	require.Zero(t, code)
 	assert.Equal(t, 1, strings.Count(out, `"target":"badger-write","workload":"unique"`), out)
-	assert.Equal(t, 3, strings.Count(out, "\n"), out)
+	assert.Equal(t, 1, strings.Count(out, `"target":"badger-ingest","workload":"unique"`), out)
+	assert.Equal(t, 4, strings.Count(out, "\n"), out)
 }
 
 // TestMain runs the torture child when this test binary is one (torture

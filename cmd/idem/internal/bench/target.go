@@ -41,6 +41,10 @@ const (
 	BadgerNaive Kind = "badger-naive" // db.Update{Get; Set}, default options
 	MemSharded  Kind = "mem-sharded"  // a sharded mutex+map: the in-memory ceiling
 	BadgerWrite Kind = "badger-write" // db.Update{Set}: a blind write, the least a new key costs on Badger
+	// BadgerIngest is a group commit of blind writes, conflict detection
+	// off, default options: the most any store built on Badger can write
+	// new keys, its ingest ceiling.
+	BadgerIngest Kind = "badger-ingest"
 
 	IdemRedis  Kind = "idem-redis"  // Scope.Do on the idemredis backend
 	RedisSetNX Kind = "redis-setnx" // SET key value PX ttl NX GET with go-redis
@@ -53,7 +57,7 @@ const (
 var (
 	Kinds      = []Kind{IdemDo, IdemClaim, BadgerNaive, MemSharded}
 	RedisKinds = []Kind{IdemRedis, RedisSetNX}
-	Blind      = []Kind{BadgerWrite}
+	Blind      = []Kind{BadgerWrite, BadgerIngest}
 )
 
 // Env is where targets keep their data.
@@ -88,6 +92,12 @@ func Open(kind Kind, env Env) (Target, error) {
 			return nil, err
 		}
 		return &badgerTarget{db: db, blind: kind == BadgerWrite}, nil
+	case BadgerIngest:
+		db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithSyncWrites(sync).WithDetectConflicts(false))
+		if err != nil {
+			return nil, err
+		}
+		return &ingestTarget{db: db}, nil
 	case MemSharded:
 		return newMemTarget(), nil
 	}
@@ -153,6 +163,70 @@ func (t *badgerTarget) Claim(_ context.Context, key, value []byte) (bool, error)
 }
 
 func (t *badgerTarget) Close() error { return t.db.Close() }
+
+// ingestTarget commits concurrent writes together: a writer that finds
+// no commit running commits every write waiting, its own included, in
+// one transaction, and the others wait for it.
+type ingestTarget struct {
+	db        *badger.DB
+	mu        sync.Mutex
+	pending   []ingestWrite
+	committer bool // a writer is committing
+}
+
+type ingestWrite struct {
+	key, value []byte
+	done       chan error
+}
+
+func (t *ingestTarget) Claim(_ context.Context, key, value []byte) (bool, error) {
+	w := ingestWrite{key: key, value: value, done: make(chan error, 1)}
+	t.mu.Lock()
+	t.pending = append(t.pending, w)
+	if t.committer {
+		t.mu.Unlock()
+		err := <-w.done
+		return err == nil, err
+	}
+	t.committer = true
+	for len(t.pending) > 0 {
+		batch := t.pending
+		t.pending = nil
+		t.mu.Unlock()
+		err := t.commit(batch)
+		for _, b := range batch {
+			b.done <- err
+		}
+		t.mu.Lock()
+	}
+	t.committer = false
+	t.mu.Unlock()
+	err := <-w.done
+	return err == nil, err
+}
+
+// commit writes batch in one transaction, or more when it is too large
+// for one.
+func (t *ingestTarget) commit(batch []ingestWrite) error {
+	txn := t.db.NewTransaction(true)
+	for _, w := range batch {
+		err := txn.SetEntry(badger.NewEntry(w.key, w.value).WithTTL(TTL))
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			if err := txn.Commit(); err != nil {
+				return err
+			}
+			txn = t.db.NewTransaction(true)
+			err = txn.SetEntry(badger.NewEntry(w.key, w.value).WithTTL(TTL))
+		}
+		if err != nil {
+			txn.Discard()
+			return err
+		}
+	}
+	return txn.Commit()
+}
+
+func (t *ingestTarget) Close() error { return t.db.Close() }
 
 // openRedis connects a Redis target, with keys of its own that Close
 // deletes.
@@ -297,5 +371,5 @@ func (k Kind) Fits(w Workload) bool {
 // Syncs reports whether SyncWrites applies to the target: the embedded
 // stores on disk.
 func (k Kind) Syncs() bool {
-	return k == IdemDo || k == IdemClaim || k == BadgerNaive || k == BadgerWrite
+	return k == IdemDo || k == IdemClaim || k == BadgerNaive || k == BadgerWrite || k == BadgerIngest
 }

@@ -45,12 +45,3 @@ func Track(r *http.Request) (*http.Request, *Info) {
 	info := &Info{}
 	return r.WithContext(context.WithValue(r.Context(), infoKey{}, info)), info
 }
-
-// tracked returns the request's Info, putting one in its context if an
-// earlier middleware did not (Track).
-func tracked(r *http.Request) (*http.Request, *Info) {
-	if info, ok := r.Context().Value(infoKey{}).(*Info); ok {
-		return r, info
-	}
-	return Track(r)
-}

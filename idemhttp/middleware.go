@@ -191,7 +191,19 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.next.ServeHTTP(w, r)
 		return
 	}
-	r, info := tracked(r)
+	// The Info goes into the request's context (a new request) only
+	// where someone reads it: an access log that called Track, or the
+	// handler once it runs. A replay without Track costs nothing more.
+	info, isTracked := r.Context().Value(infoKey{}).(*Info)
+	if !isTracked {
+		info = &Info{}
+	}
+	withInfo := func() {
+		if !isTracked {
+			r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
+			isTracked = true
+		}
+	}
 	refuse := func(status int, kind, detail string) {
 		info.Outcome = idem.OutcomeInvalid
 		m.writeProblem(w, status, kind, detail, 0)
@@ -228,6 +240,7 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fingerprint := m.opts.Fingerprint(r, body)
 
 	if m.opts.Wait > 0 {
+		withInfo() // the handler may run
 		m.serveWaiting(w, r, scope, key, fingerprint)
 		return
 	}
@@ -242,6 +255,7 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info.Outcome = idem.OutcomeExecuted
+	withInfo()
 	out, buf := m.output(w)
 	_, err = claim.Run(r.Context(), func(context.Context) ([]byte, error) {
 		return m.capture(out, r) // the handler keeps the request's own context

@@ -8,9 +8,10 @@ import (
 
 // Observer is told what the store does, for metrics, traces and hooks of
 // your own (packages idemotel and idemprom are two). Observe runs on the
-// goroutine of the call it reports, so it must be quick and must not call
-// back into the store. A store without an Observer pays one nil check per
-// event.
+// goroutine of the call it reports (a lost lease, on the store's renewal
+// goroutine), sometimes under the store's locks, so it must be quick and
+// must not call back into the store. A store without an Observer pays one
+// nil check per event.
 type Observer interface {
 	Observe(ctx context.Context, e Event)
 }
@@ -33,8 +34,10 @@ const (
 	// is completed, failed, released, abandoned or lease_lost; Duration is
 	// from the claim to its end.
 	EventExecution
-	// EventWait: a duplicate waited for another caller's execution, in
-	// this process or another one; Duration is the wait.
+	// EventWait: a call waited for another caller's execution of its key,
+	// in this process or another one; Duration is the wait. A call that
+	// waits more than once (the other caller released the key, and a third
+	// claimed it) reports each wait.
 	EventWait
 	// EventOrphan: a claim left by an owner that died (or lost its lease)
 	// was found; Policy is the scope's.
@@ -125,6 +128,7 @@ func OutcomeOf(err error) Outcome {
 		target  error
 		outcome Outcome
 	}{
+		{ErrValueTooLarge, OutcomeReplayed}, // the work is done; its result was too large to keep
 		{ErrFingerprintMismatch, OutcomeMismatch},
 		{ErrOutcomeUnknown, OutcomeUnknown},
 		{ErrInProgress, OutcomeInProgress},

@@ -221,7 +221,7 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 			}
 			waitStart := time.Now()
 			err := c.wait(ctx)
-			if claimed && st.obs != nil {
+			if st.obs != nil {
 				st.obs.Observe(ctx, Event{Kind: EventWait, Scope: sc.name, Duration: time.Since(waitStart)})
 			}
 			if err != nil {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -249,4 +250,26 @@ func TestClientStopsInTime(t *testing.T) {
 	_, err = f.cli.UnaryCall(metadata.AppendToOutgoingContext(context.Background(), "user", "alice"), order("x"))
 	assert.Equal(t, codes.Unavailable, status.Code(err), "a RetryInfo beyond MaxDelay returns the answer")
 	assert.Less(t, time.Since(start), time.Second)
+}
+
+// TestSlowHandlerRunsOnceWhileTheClientRetries: attempts that give up
+// (AttemptTimeout) cancel the call on the server, but a claimed handler
+// runs to its end all the same, so that its retries get its answer.
+func TestSlowHandlerRunsOnceWhileTheClientRetries(t *testing.T) {
+	f := newFixture(t, fixtureOpts{client: []grpc.DialOption{grpc.WithUnaryInterceptor(idemgrpc.UnaryClientInterceptor(idemgrpc.ClientOptions{
+		AttemptTimeout: 100 * time.Millisecond, BaseDelay: 20 * time.Millisecond, MaxAttempts: 20}))}})
+	f.svc.answer = func(ctx context.Context, req *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+		select { // a handler that stops when its caller is gone
+		case <-time.After(300 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+		return &testpb.SimpleResponse{Username: "the one run"}, nil
+	}
+	var h metadata.MD
+	resp, err := f.cli.UnaryCall(metadata.AppendToOutgoingContext(context.Background(), "user", "alice"), order("x"), grpc.Header(&h))
+	require.NoError(t, err)
+	assert.Equal(t, "the one run", resp.GetUsername())
+	assert.True(t, idemgrpc.Replayed(h))
+	assert.EqualValues(t, 1, f.svc.runs.Load(), "the handler ran once")
 }

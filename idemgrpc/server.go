@@ -4,9 +4,10 @@
 // its stored error) back, marked with the header idempotent-replayed:
 // true.
 //
-//	srv := grpc.NewServer(
-//		grpc.ChainUnaryInterceptor(auth, idemgrpc.UnaryServerInterceptor(orders, idemgrpc.Options{Tenant: caller})),
-//	)
+//	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(auth, idemgrpc.UnaryServerInterceptor(orders, idemgrpc.Options{
+//		Methods: []string{ordersv1.Orders_CreateOrder_FullMethodName},
+//		Tenant:  caller,
+//	})))
 //
 // A call's key comes from its idempotency-key metadata, or, per method,
 // from a request field such as AIP-155's request_id ([KeyFromField]); its
@@ -37,7 +38,11 @@
 // [idem.Permanent] (its code, message and details are replayed). Any other
 // error — Unavailable, DeadlineExceeded, ResourceExhausted, an
 // application error not marked — and a panic release the key, so that a
-// retry runs the handler again. Header and trailer metadata the handler
+// retry runs the handler again. The handler of a claimed call runs to its
+// end even if the caller goes (an attempt's deadline passed, the
+// connection dropped): the retry must get that run's answer, not start
+// another run; its context keeps the call's values but not its deadline,
+// so bound long work yourself. Header and trailer metadata the handler
 // sets are sent on its own call and not replayed.
 //
 // Streaming methods are not covered: a client stream's messages arrive
@@ -69,8 +74,9 @@ import (
 // required.
 type Options struct {
 	// Methods are the full method names ("/orders.v1.Orders/Create") the
-	// interceptor applies to; other calls pass through untouched. Nil means
-	// every unary method.
+	// interceptor applies to, and must not be empty: the methods that
+	// change state. Other calls (reads, health checks) pass through
+	// untouched.
 	Methods []string
 	// Key returns a call's key. Nil means the idempotency-key metadata
 	// ([MetadataKey]); see [KeyFromField] for a request field. An empty key
@@ -121,6 +127,10 @@ func newServer(scope *idem.Scope, opts Options) (*server, error) {
 		return nil, errors.New("idemgrpc: Tenant and Global exclude each other")
 	case opts.Wait < 0 || opts.RetryAfter < 0:
 		return nil, errors.New("idemgrpc: Wait and RetryAfter must not be negative")
+	case len(opts.Methods) == 0:
+		// Every unary method would need a key: reads and health checks
+		// too, which then fail.
+		return nil, errors.New("idemgrpc: name the methods to cover in Options.Methods (those that change state)")
 	}
 	if opts.Key == nil {
 		opts.Key = metadataKey
@@ -166,9 +176,7 @@ func StreamServerInterceptor(opts Options) grpc.StreamServerInterceptor {
 	}
 }
 
-func (s *server) covers(method string) bool {
-	return s.opts.Methods == nil || slices.Contains(s.opts.Methods, method)
-}
+func (s *server) covers(method string) bool { return slices.Contains(s.opts.Methods, method) }
 
 func (s *server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if !s.covers(info.FullMethod) {
@@ -205,7 +213,10 @@ func (s *server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 	ran := false
 	run := func(context.Context) ([]byte, error) {
 		ran = true
-		resp, handlerErr = handler(ctx, req) // the handler keeps the call's own context
+		// The handler keeps the call's values but runs to its end even if
+		// the caller goes (a retry with the key must get this run's
+		// answer, not start another run).
+		resp, handlerErr = handler(context.WithoutCancel(ctx), req)
 		return s.record(resp, handlerErr)
 	}
 	var res idem.Result
@@ -227,12 +238,26 @@ func (s *server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 		if err != nil && err != errRelease {
 			s.logStoreError(ctx, info.FullMethod, key, err)
 		}
+		if errors.Is(handlerErr, idem.ErrPermanent) {
+			return resp, handlerStatus(handlerErr).Err() // as its replays will have it
+		}
 		return resp, handlerErr
 	}
 	if err != nil {
 		return nil, s.refuse(ctx, info.FullMethod, key, err)
 	}
 	return s.replay(ctx, info.FullMethod, key, res.Value)
+}
+
+// handlerStatus is the status of a handler's error: the status it wraps
+// (idem.Permanent(status.Error(...)), say) as it is, without the wrapper's
+// text in its message.
+func handlerStatus(err error) *status.Status {
+	var se interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &se) {
+		return se.GRPCStatus()
+	}
+	return status.New(codes.Unknown, err.Error())
 }
 
 // errRelease tells the store not to keep a call's outcome.
@@ -252,7 +277,7 @@ func (s *server) record(resp any, err error) ([]byte, error) {
 			return nil, errRelease
 		}
 	case errors.Is(err, idem.ErrPermanent):
-		rec = encodeStatus(status.Convert(err))
+		rec = encodeStatus(handlerStatus(err))
 	default:
 		return nil, errRelease
 	}
@@ -299,6 +324,9 @@ func (s *server) refuse(ctx context.Context, method, key string, err error) erro
 		return refusal(codes.InvalidArgument, reasonKeyInvalid, "", 0)
 	case errors.Is(err, idem.ErrInvalidScope):
 		return refusal(codes.Unauthenticated, reasonTenantUnknown, "", 0)
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		// Wait ran out as the first call ended: it is still someone's.
+		return refusal(codes.Aborted, reasonInProgress, "a call with this key is in progress", s.opts.RetryAfter)
 	case ctx.Err() != nil:
 		return status.FromContextError(ctx.Err()).Err()
 	}

@@ -96,6 +96,9 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	if o.server.Tenant == nil && !o.server.Global {
 		o.server.Tenant = callerTenant
 	}
+	if o.server.Methods == nil {
+		o.server.Methods = []string{unaryCall}
+	}
 	interceptor, err := idemgrpc.New(sc, o.server)
 	require.NoError(t, err)
 	chain := append(append(o.outer, recoverer), interceptor)
@@ -252,7 +255,8 @@ func TestWhatIsStored(t *testing.T) {
 	next = nil
 	again := call("permanent")
 	assert.Equal(t, codes.NotFound, status.Code(again), "a permanent error is replayed")
-	assert.Equal(t, status.Convert(first).Message(), status.Convert(again).Message())
+	assert.Equal(t, "no such card", status.Convert(first).Message(), "the handler's status, not the wrapper's text")
+	assert.Equal(t, "no such card", status.Convert(again).Message())
 	require.Len(t, status.Convert(again).Details(), 1, "with its details")
 	assert.Equal(t, "CARD_UNKNOWN", status.Convert(again).Details()[0].(*errdetails.ErrorInfo).GetReason())
 	assert.EqualValues(t, 1, f.svc.runs.Load())
@@ -371,7 +375,11 @@ func TestNewRefusesBadOptions(t *testing.T) {
 	assert.Error(t, err)
 	_, err = idemgrpc.New(sc, idemgrpc.Options{Global: true, Tenant: callerTenant})
 	assert.Error(t, err)
-	_, err = idemgrpc.New(sc, idemgrpc.Options{Global: true, Wait: -1})
+	_, err = idemgrpc.New(sc, idemgrpc.Options{Global: true, Wait: -1, Methods: []string{unaryCall}})
 	assert.Error(t, err)
+	_, err = idemgrpc.New(sc, idemgrpc.Options{Global: true})
+	assert.ErrorContains(t, err, "Options.Methods", "every method needing a key would break reads and health checks")
+	_, err = idemgrpc.New(sc, idemgrpc.Options{Global: true, Methods: []string{unaryCall}})
+	assert.NoError(t, err)
 	assert.Panics(t, func() { idemgrpc.UnaryServerInterceptor(sc, idemgrpc.Options{}) })
 }

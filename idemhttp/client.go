@@ -86,6 +86,18 @@ func NewClient(t *Transport) *http.Client {
 	return &http.Client{Transport: t}
 }
 
+// CloseIdleConnections closes the idle connections of Base, when it keeps
+// any (http.Client.CloseIdleConnections reaches Base through it).
+func (t *Transport) CloseIdleConnections() {
+	base := t.Base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	if c, ok := base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // Replayed reports whether resp is a replay of an earlier execution's
 // response (its Idempotent-Replayed header).
 func Replayed(resp *http.Response) bool {
@@ -223,6 +235,10 @@ func (t *Transport) attempt(base http.RoundTripper, req *http.Request) (*http.Re
 		}
 		return nil, err
 	}
+	if resp.Body == nil || resp.Body == http.NoBody {
+		cancel(nil) // nothing left to read under the attempt's context
+		return resp, nil
+	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { cancel(nil) }}
 	return resp, nil
 }
@@ -288,13 +304,17 @@ func problemKind(resp *http.Response) string {
 	return p.Type[strings.LastIndexByte(p.Type, '/')+1:]
 }
 
+// maxRetryAfter bounds a parsed Retry-After: far beyond any MaxDelay, and
+// far from overflowing a Duration.
+const maxRetryAfter = 1000 * time.Hour
+
 // retryAfter parses a Retry-After value: seconds, or an HTTP date.
 func retryAfter(v string) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
+	if s, err := strconv.ParseInt(v, 10, 64); err == nil && s >= 0 {
+		return time.Duration(min(s, int64(maxRetryAfter/time.Second))) * time.Second
 	}
 	if at, err := http.ParseTime(v); err == nil {
 		return max(time.Until(at), 0)

@@ -389,7 +389,7 @@ func TestTransportStopsInTime(t *testing.T) {
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "the last answer")
 
 	rec = &recorder{}
-	srv = rec.serve(t, status(503, "30"))
+	srv = rec.serve(t, status(503, "5")) // under MaxDelay (10 s), beyond the deadline
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, nil)
@@ -398,7 +398,16 @@ func TestTransportStopsInTime(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Less(t, time.Since(start), time.Second, "a Retry-After beyond the deadline returns the answer at once")
-	assert.Equal(t, "30", resp.Header.Get("Retry-After"))
+	assert.Equal(t, "5", resp.Header.Get("Retry-After"))
+
+	rec = &recorder{}
+	srv = rec.serve(t, status(503, "9300000000")) // would overflow a Duration
+	start = time.Now()
+	resp, err = idemhttp.NewClient(fastTransport()).Post(srv.URL, "text/plain", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 1, rec.attempts, "an absurd Retry-After is beyond MaxDelay: the answer is returned")
+	assert.Less(t, time.Since(start), time.Second)
 	assert.Equal(t, 1, rec.attempts)
 
 	rec = &recorder{}
@@ -449,4 +458,40 @@ func TestTransportAttemptTimeout(t *testing.T) {
 	assert.EqualValues(t, 2, attempts.Load())
 	assert.ErrorContains(t, failed, "no response within AttemptTimeout")
 	assert.False(t, errors.Is(failed, context.Canceled))
+}
+
+// TestSlowHandlerRunsOnceWhileTheClientRetries: attempts that give up
+// (AttemptTimeout) end the request's context on the server, but a
+// claimed handler runs to its end all the same, so that its retries get
+// its answer instead of running it again.
+func TestSlowHandlerRunsOnceWhileTheClientRetries(t *testing.T) {
+	st, err := idem.Open(idem.Options{InMemory: true, GCInterval: -1})
+	require.NoError(t, err)
+	defer st.Close()
+	sc, err := st.Scope("orders", idem.ScopeOptions{})
+	require.NoError(t, err)
+	mw, err := idemhttp.New(sc, idemhttp.Options{Global: true})
+	require.NoError(t, err)
+	var runs atomic.Int32
+	srv := httptest.NewServer(mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		runs.Add(1)
+		select { // a handler that stops when its client is gone
+		case <-time.After(300 * time.Millisecond):
+		case <-r.Context().Done():
+			http.Error(w, "client gone", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, "order 1")
+	})))
+	defer srv.Close()
+	client := idemhttp.NewClient(&idemhttp.Transport{AttemptTimeout: 100 * time.Millisecond, BaseDelay: 20 * time.Millisecond, MaxAttempts: 20})
+	resp, err := client.Post(srv.URL, "text/plain", strings.NewReader("x"))
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusCreated, resp.StatusCode)
+	assert.Equal(t, "order 1", string(body))
+	assert.True(t, idemhttp.Replayed(resp))
+	assert.EqualValues(t, 1, runs.Load(), "the handler ran once")
 }

@@ -21,6 +21,11 @@
 //	owner crashed, scope uses OrphanReport   409 idempotency-outcome-unknown
 //	store failure                            503 idempotency-store-unavailable
 //
+// The handler of a claimed request runs to its end even if its client
+// goes away: its request's context keeps the values but is never
+// cancelled, since the client's retry, with the same key, must get this
+// run's response rather than start another run.
+//
 // Errors are application/problem+json (RFC 9457). Responses with status
 // 2xx, 3xx and 4xx (but 408, 425 and 429) are stored and replayed; a 5xx or
 // a panic releases the key, so a retry runs the handler again. A streamed
@@ -319,7 +324,10 @@ func (m *middleware) logRunError(r *http.Request, key string, err error) {
 // errRelease. A panic goes through; Claim.Run releases the key.
 func (m *middleware) capture(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	cw := &captureWriter{w: w, limit: m.scope.Options().MaxValueSize}
-	m.next.ServeHTTP(cw, r)
+	// The handler runs to its end even if its client goes: a client that
+	// gave up retries with the same key and must get this run's answer,
+	// not start another run.
+	m.next.ServeHTTP(cw, r.WithContext(context.WithoutCancel(r.Context())))
 	res := cw.result()
 	if !m.opts.PersistAll && !m.opts.Persist(res.status) {
 		return nil, errRelease
@@ -355,14 +363,18 @@ func (m *middleware) serveWaiting(w http.ResponseWriter, r *http.Request, scope 
 // replay writes a stored response, or the error a stored outcome stands
 // for.
 func (m *middleware) replay(w http.ResponseWriter, r *http.Request, key string, res idem.Result, err error) {
-	if info, ok := r.Context().Value(infoKey{}).(*Info); ok && err == nil {
-		info.Outcome = idem.OutcomeReplayed
-	}
 	if err != nil {
 		m.writeError(w, r, key, err)
 		return
 	}
 	stored, err := decodeResponse(res.Value)
+	if info, ok := r.Context().Value(infoKey{}).(*Info); ok {
+		// A response too large to keep is a replay too: the work is done.
+		info.Outcome = idem.OutcomeReplayed
+		if err != nil {
+			info.Outcome = idem.OutcomeError
+		}
+	}
 	if err != nil {
 		m.logStoreError(r, key, "decode response", err)
 		m.writeProblem(w, http.StatusServiceUnavailable, ProblemStoreUnavailable, "", 0)
@@ -410,6 +422,12 @@ func (m *middleware) writeError(w http.ResponseWriter, r *http.Request, key stri
 		m.writeProblem(w, http.StatusBadRequest, ProblemKeyInvalid, "", 0)
 	case errors.Is(err, idem.ErrInvalidScope):
 		m.writeProblem(w, http.StatusUnauthorized, ProblemTenantUnknown, "", 0)
+	case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
+		// Wait ran out as the first request ended: it is still someone's.
+		if info, ok := r.Context().Value(infoKey{}).(*Info); ok {
+			info.Outcome = idem.OutcomeInProgress
+		}
+		m.writeProblem(w, http.StatusConflict, ProblemInProgress, "", m.retryAfter())
 	case r.Context().Err() != nil:
 		// The client is gone; nothing it could read.
 	default:

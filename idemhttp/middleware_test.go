@@ -413,11 +413,16 @@ func TestHijackedResponseIsNotReplayed(t *testing.T) {
 	assert.Equal(t, int32(1), f.runs.Load())
 }
 
+// TestClientDisconnectKeepsTheOutcome: a client that goes away while the
+// handler works does not cut the handler short (its context is not
+// cancelled), and the retry gets the outcome.
 func TestClientDisconnectKeepsTheOutcome(t *testing.T) {
-	started := make(chan struct{})
+	started, gone := make(chan struct{}), make(chan struct{})
+	var ctxErr error
 	f := newFixture(t, idem.ScopeOptions{}, Options{}, func(w http.ResponseWriter, r *http.Request) {
-		close(started)       // a second run would panic here
-		<-r.Context().Done() // the client went away while we worked
+		close(started) // a second run would panic here
+		<-gone         // the client went away while we worked
+		ctxErr = r.Context().Err()
 		w.WriteHeader(http.StatusCreated)
 		_, _ = io.WriteString(w, "created anyway")
 	})
@@ -427,7 +432,9 @@ func TestClientDisconnectKeepsTheOutcome(t *testing.T) {
 	go func() { f.do(req); close(done) }()
 	<-started
 	cancel()
+	close(gone)
 	<-done
+	assert.NoError(t, ctxErr, "the handler runs to its end")
 	again := f.do(request("POST", `{}`, "k", "alice"))
 	assert.Equal(t, http.StatusCreated, again.Code)
 	assert.Equal(t, "created anyway", again.Body.String())

@@ -207,6 +207,9 @@ func (c *Consumer) Handle(ctx context.Context, d Delivery, a Acker) (Outcome, er
 		return c.nak(settle, a, c.opts.RetryDelay(d.Attempt), err)
 	case errors.Is(handlerErr, idem.ErrPermanent):
 		return c.term(settle, a, err)
+	case ctx.Err() != nil:
+		// Stopped from outside (a shutdown): not the message's fault.
+		return c.nak(settle, a, c.opts.RetryDelay(d.Attempt), err)
 	case c.opts.MaxAttempts > 0 && d.Attempt >= c.opts.MaxAttempts:
 		return c.term(settle, a, fmt.Errorf("idemmsg: gave up after %d deliveries: %w", d.Attempt, err))
 	default:

@@ -383,3 +383,22 @@ func TestNewRefusesBadOptions(t *testing.T) {
 	_, err = c.Handle(nilCtx, msg("a", "b", 1), &acker{})
 	assert.Error(t, err)
 }
+
+// TestStoppedHandlerIsNotTerminated: a handler that fails because the
+// consumer is being stopped (its context ended) puts the message back,
+// even at its last allowed delivery: a shutdown is not the message's
+// fault.
+func TestStoppedHandlerIsNotTerminated(t *testing.T) {
+	c, err := idemmsg.New(newScope(t, idem.ScopeOptions{}, nil), func(ctx context.Context, d idemmsg.Delivery) ([]byte, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}, idemmsg.Options{MaxAttempts: 3})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel)
+	a := &acker{}
+	out, err := c.Handle(ctx, idemmsg.Delivery{ID: "m", Body: []byte("x"), Attempt: 3}, a)
+	assert.Equal(t, idemmsg.Deferred, out)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, "nak", a.only(t).how)
+}

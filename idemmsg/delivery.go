@@ -18,7 +18,11 @@ type Delivery struct {
 	Body []byte
 	// Header holds the message's headers, if the broker has them.
 	Header map[string][]string
-	// Attempt counts this message's deliveries, 1 for the first.
+	// Attempt counts this message's deliveries, 1 for the first, as the
+	// broker counts them (JetStream's NumDelivered): deliveries that were
+	// put back without running the handler (in progress elsewhere, the
+	// store down) count too, so MaxAttempts bounds deliveries, not failed
+	// runs.
 	Attempt int
 }
 

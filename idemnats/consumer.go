@@ -127,10 +127,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer stopped()
 	msgs := make(chan jetstream.Msg)
 	var wg sync.WaitGroup
+	// A message being handled when ctx ends is handled to its end (Run
+	// waits for it), not cancelled halfway.
+	handling := context.WithoutCancel(ctx)
 	for range c.workers {
 		wg.Go(func() {
 			for m := range msgs {
-				_, _ = c.Handle(ctx, m)
+				_, _ = c.Handle(handling, m)
 			}
 		})
 	}

@@ -22,11 +22,14 @@
 //
 // Spans are named "idem.call" and carry idem.scope and idem.outcome; a
 // call whose outcome is error has the span status Error. Keys never
-// become attributes.
+// become attributes. A span is made once its call has returned (with the
+// call's start and end times), so spans the work inside Do starts are its
+// siblings, children of the caller's span, not its children.
 package idemotel
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -191,8 +194,8 @@ func (o *Observer) ObserveStore(st *idem.Store) {
 	keys, err1 := o.meter.Int64ObservableGauge("idem.keys", metric.WithUnit("{key}"), metric.WithDescription("Keys the store holds, by scope."))
 	size, err2 := o.meter.Int64ObservableGauge("idem.bytes", metric.WithUnit("By"), metric.WithDescription("Bytes of the records the store holds, by scope."))
 	inFlight, err3 := o.meter.Int64ObservableUpDownCounter("idem.in_flight", metric.WithUnit("{claim}"), metric.WithDescription("Claims held now."))
-	if err1 != nil || err2 != nil || err3 != nil {
-		otel.Handle(err1)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		otel.Handle(err)
 		return
 	}
 	_, err := o.meter.RegisterCallback(func(_ context.Context, obs metric.Observer) error {

@@ -44,6 +44,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/idemkit/idem"
@@ -394,9 +395,9 @@ func (m *middleware) replay(w http.ResponseWriter, r *http.Request, key string, 
 			h[name] = values
 		}
 	}
-	h.Set("Idempotent-Replayed", "true")
+	h["Idempotent-Replayed"] = []string{"true"}
 	if bodyAllowed(stored.status) {
-		h.Set("Content-Length", fmt.Sprint(len(stored.body)))
+		h["Content-Length"] = []string{strconv.Itoa(len(stored.body))}
 	}
 	w.WriteHeader(stored.status)
 	if bodyAllowed(stored.status) {

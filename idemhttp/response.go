@@ -94,30 +94,49 @@ func decodeResponse(b []byte) (*storedResponse, error) {
 	if len(b) < 4 || b[0] != responseVersion || (b[1] != kindReplayable && b[1] != kindUnavailable) {
 		return nil, errBadResponse
 	}
-	r := &storedResponse{kind: b[1], status: int(binary.BigEndian.Uint16(b[2:4])), header: http.Header{}}
+	r := &storedResponse{kind: b[1], status: int(binary.BigEndian.Uint16(b[2:4]))}
 	b = b[4:]
 	n, m := binary.Uvarint(b)
 	if m <= 0 || n > uint64(len(b)) {
 		return nil, errBadResponse
 	}
 	b = b[m:]
-	field := func() (string, bool) {
-		l, m := binary.Uvarint(b)
-		if m <= 0 || l > uint64(len(b)-m) {
-			return "", false
+	// The fields are found first and then cut from one string of the
+	// header block, and the values from one slice: a replay allocates a
+	// few objects for its headers, not a few per header.
+	type span struct{ k0, k1, v0, v1 int }
+	spans := make([]span, 0, n)
+	at := 0
+	field := func() (int, int, bool) {
+		l, m := binary.Uvarint(b[at:])
+		if m <= 0 || l > uint64(len(b)-at-m) {
+			return 0, 0, false
 		}
-		s := string(b[m : m+int(l)])
-		b = b[m+int(l):]
-		return s, true
+		start := at + m
+		at = start + int(l)
+		return start, at, true
 	}
 	for range n {
-		k, ok1 := field()
-		v, ok2 := field()
+		k0, k1, ok1 := field()
+		v0, v1, ok2 := field()
 		if !ok1 || !ok2 {
 			return nil, errBadResponse
 		}
-		r.header[k] = append(r.header[k], v)
+		spans = append(spans, span{k0, k1, v0, v1})
 	}
+	block := string(b[:at])
+	values := make([]string, len(spans))
+	r.header = make(http.Header, len(spans))
+	for i, sp := range spans {
+		k := block[sp.k0:sp.k1]
+		values[i] = block[sp.v0:sp.v1]
+		if prev, ok := r.header[k]; ok {
+			r.header[k] = append(prev, values[i])
+		} else {
+			r.header[k] = values[i : i+1 : i+1]
+		}
+	}
+	b = b[at:]
 	if r.status < 100 || r.status > 999 {
 		return nil, errBadResponse
 	}

@@ -200,13 +200,17 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The Info goes into the request's context (a new request) only
 	// where someone reads it: an access log that called Track, or the
 	// handler once it runs. A replay without Track costs nothing more.
+	var local Info // the Info of a request nobody tracks, until its handler runs
 	info, isTracked := r.Context().Value(infoKey{}).(*Info)
 	if !isTracked {
-		info = &Info{}
+		info = &local
 	}
 	withInfo := func() {
 		if !isTracked {
-			r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
+			shared := new(Info)
+			*shared = local
+			info = shared
+			r = r.WithContext(context.WithValue(r.Context(), infoKey{}, shared))
 			isTracked = true
 		}
 	}
@@ -260,8 +264,8 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.replay(w, r, key, res, err)
 		return
 	}
-	info.Outcome = idem.OutcomeExecuted
 	withInfo()
+	info.Outcome = idem.OutcomeExecuted
 	out, buf := m.output(w)
 	_, err = claim.Run(r.Context(), func(context.Context) ([]byte, error) {
 		return m.capture(out, r) // the handler keeps the request's own context

@@ -49,6 +49,7 @@ type benchRow struct {
 	P50us      float64 `json:"p50_us"`
 	P99us      float64 `json:"p99_us"`
 	Claimed    float64 `json:"claimed"`
+	CPUPerOpUs float64 `json:"cpu_per_op_us"`
 	VsBadger   float64 `json:"vs_badger_naive,omitempty"`
 	VsMemory   float64 `json:"vs_mem_sharded,omitempty"`
 	VsRedis    float64 `json:"vs_redis_setnx,omitempty"`
@@ -127,7 +128,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, w := range ws {
 		for _, g := range gs {
 			if !*asJSON { // a table per group, printed as soon as it is measured
-				fmt.Fprint(tw, "target\tworkload\tgoroutines\tops/s\tp50\tp99\tclaimed\t")
+				fmt.Fprint(tw, "target\tworkload\tgoroutines\tops/s\tcpu/op\tp50\tp99\tclaimed\t")
 				for _, b := range baselines {
 					fmt.Fprintf(tw, "× %s\t", b)
 				}
@@ -145,7 +146,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				}
 				rows = append(rows, benchRow{
 					Target: string(k), Workload: string(w), Goroutines: g, Sync: *sync,
-					OpsPerSec: r.OpsPerSec, P50us: micros(r.P50), P99us: micros(r.P99), Claimed: r.Claimed,
+					OpsPerSec: r.OpsPerSec, CPUPerOpUs: micros(r.CPUPerOp), P50us: micros(r.P50), P99us: micros(r.P99), Claimed: r.Claimed,
 				})
 			}
 			ratios(rows)
@@ -156,8 +157,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 					}
 					continue
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.1fµs\t%.1fµs\t%.1f%%\t", row.Target, row.Workload, row.Goroutines,
-					row.OpsPerSec, row.P50us, row.P99us, 100*row.Claimed)
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.1fµs\t%.1fµs\t%.1fµs\t%.1f%%\t", row.Target, row.Workload, row.Goroutines,
+					row.OpsPerSec, row.CPUPerOpUs, row.P50us, row.P99us, 100*row.Claimed)
 				for _, b := range baselines {
 					fmt.Fprintf(tw, "%s\t", ratio(row.vs(b)))
 				}
@@ -179,8 +180,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // The legend of the table's columns.
 const (
-	claimedLegend = "claimed: the share of calls that found their key new and ran the work (the rest got a stored or running result)."
-	ratioLegend   = "× B: the row's ops/s divided by baseline B's in the same workload and goroutines (above 1: faster than B)."
+	claimedLegend = "cpu/op: this process's CPU time (user and system, background work included; a server's not) per call.\n" +
+		"claimed: the share of calls that found their key new and ran the work (the rest got a stored or running result)."
+	ratioLegend = "× B: the row's ops/s divided by baseline B's in the same workload and goroutines (above 1: faster than B)."
 )
 
 // ratios fills each row's ratio to the baselines of its group.

@@ -29,7 +29,11 @@ type Report struct {
 	Ops       uint64
 	OpsPerSec float64
 	Claimed   float64 // share of claims that created their key
-	P50, P99  time.Duration
+	// CPUPerOp is the process's CPU time (user and system, every
+	// goroutine: the engine's background work too) per operation; 0 where
+	// the platform does not say. A server's CPU (Redis, Postgres) is not in it.
+	CPUPerOp time.Duration
+	P50, P99 time.Duration
 }
 
 // Run measures one row in a fresh temporary directory, which it removes.
@@ -53,6 +57,7 @@ func Run(ctx context.Context, c Config) (Report, error) {
 		errOnce      sync.Once
 	)
 	stop := make(chan struct{})
+	cpu0 := processCPU()
 	start := time.Now()
 	for g := range c.Goroutines {
 		wg.Go(func() {
@@ -92,12 +97,14 @@ func Run(ctx context.Context, c Config) (Report, error) {
 	close(stop)
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := processCPU() - cpu0
 	if firstErr != nil {
 		return Report{}, fmt.Errorf("%s %s: %w", c.Kind, c.Workload, firstErr)
 	}
 	r := Report{Config: c, Ops: ops.Load(), OpsPerSec: float64(ops.Load()) / elapsed.Seconds()}
 	if r.Ops > 0 {
 		r.Claimed = float64(claimed.Load()) / float64(r.Ops)
+		r.CPUPerOp = cpu / time.Duration(r.Ops)
 	}
 	r.P50, r.P99 = hist.Quantile(0.5), hist.Quantile(0.99)
 	return r, ctx.Err()

@@ -16,6 +16,7 @@ func TestRunEveryTargetAndWorkload(t *testing.T) {
 			r, err := Run(ctx, Config{Kind: kind, Workload: w, Goroutines: 4, Duration: 50 * time.Millisecond, ValueSize: 64})
 			require.NoError(t, err, "%s %s", kind, w)
 			assert.Positive(t, r.Ops, "%s %s", kind, w)
+			assert.Positive(t, r.CPUPerOp, "%s %s: the process's CPU per operation", kind, w)
 			if w == Unique {
 				assert.Equal(t, 1.0, r.Claimed, "%s: every new key is claimed", kind)
 			} else {

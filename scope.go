@@ -152,13 +152,8 @@ func (sc *Scope) Claim(ctx context.Context, key string, fingerprint []byte) (*Cl
 		start = time.Now()
 	}
 	cl, rec, err := sc.acquire(ctx, key, fingerprint, false)
-	if sc.store.obs != nil {
-		if rec != nil {
-			_, err := (&Claim{scope: sc, found: rec}).Result() // a stored failure is a replay too
-			sc.observeCall(ctx, key, start, err, false)
-		} else {
-			sc.observeCall(ctx, key, start, err, cl != nil)
-		}
+	if sc.store.obs != nil { // a found record is a replay, of a failure too
+		sc.observeCall(ctx, key, start, err, cl != nil)
 	}
 	if err != nil {
 		return nil, err

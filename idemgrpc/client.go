@@ -80,19 +80,15 @@ func UnaryClientInterceptor(opts ClientOptions) grpc.UnaryClientInterceptor {
 			if !again || attempt == maxAttempts || ctx.Err() != nil {
 				return err
 			}
-			wait := max(retry.Backoff(attempt, retry.Or(opts.BaseDelay, 100*time.Millisecond), maxDelay), delay)
-			if deadline, ok := ctx.Deadline(); wait > maxDelay || ok && time.Until(deadline) < wait {
+			wait, ok := retry.Wait(ctx, attempt, retry.Or(opts.BaseDelay, 100*time.Millisecond), maxDelay, delay)
+			if !ok {
 				return err // no time to wait: the caller gets this answer
 			}
 			if opts.OnRetry != nil {
 				opts.OnRetry(attempt, err, wait)
 			}
-			timer := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				timer.Stop()
-				return status.FromContextError(ctx.Err()).Err()
-			case <-timer.C:
+			if err := retry.Sleep(ctx, wait); err != nil {
+				return status.FromContextError(err).Err()
 			}
 		}
 	}

@@ -158,11 +158,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			return nil, fmt.Errorf("%w: %w", ErrBodyNotReplayable, err)
 		}
-		wait := retry.Backoff(attempt, retry.Or(t.BaseDelay, 100*time.Millisecond), retry.Or(t.MaxDelay, 10*time.Second))
-		if retryAfter > 0 {
-			wait = max(wait, retryAfter)
-		}
-		if deadline, ok := ctx.Deadline(); wait > retry.Or(t.MaxDelay, 10*time.Second) || ok && time.Until(deadline) < wait {
+		wait, ok := retry.Wait(ctx, attempt, retry.Or(t.BaseDelay, 100*time.Millisecond), retry.Or(t.MaxDelay, 10*time.Second), retryAfter)
+		if !ok {
 			return resp, err // no time to wait: the caller gets this answer
 		}
 		if t.OnRetry != nil {
@@ -172,12 +169,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			_, _ = io.CopyN(io.Discard, resp.Body, 64<<10) // lets the connection be reused
 			_ = resp.Body.Close()
 		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return nil, ctx.Err()
-		case <-timer.C:
+		if err := retry.Sleep(ctx, wait); err != nil {
+			return nil, err
 		}
 	}
 }

@@ -45,3 +45,10 @@ func Track(r *http.Request) (*http.Request, *Info) {
 	info := &Info{}
 	return r.WithContext(context.WithValue(r.Context(), infoKey{}, info)), info
 }
+
+// setOutcome records how r was answered in its Info, if it has one.
+func setOutcome(r *http.Request, o idem.Outcome) {
+	if info, ok := r.Context().Value(infoKey{}).(*Info); ok {
+		info.Outcome = o
+	}
+}

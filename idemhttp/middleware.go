@@ -353,9 +353,7 @@ func (m *middleware) serveWaiting(w http.ResponseWriter, r *http.Request, scope 
 	out, buf := m.output(w)
 	res, err := scope.Do(ctx, key, fingerprint, func(context.Context) ([]byte, error) {
 		ran = true
-		if info, ok := r.Context().Value(infoKey{}).(*Info); ok {
-			info.Outcome = idem.OutcomeExecuted
-		}
+		setOutcome(r, idem.OutcomeExecuted)
 		return m.capture(out, r) // the handler keeps the request's own context
 	})
 	if ran { // this request ran the handler
@@ -373,12 +371,10 @@ func (m *middleware) replay(w http.ResponseWriter, r *http.Request, key string, 
 		return
 	}
 	stored, err := decodeResponse(res.Value)
-	if info, ok := r.Context().Value(infoKey{}).(*Info); ok {
-		// A response too large to keep is a replay too: the work is done.
-		info.Outcome = idem.OutcomeReplayed
-		if err != nil {
-			info.Outcome = idem.OutcomeError
-		}
+	if err != nil {
+		setOutcome(r, idem.OutcomeError)
+	} else {
+		setOutcome(r, idem.OutcomeReplayed) // of a response too large to keep too: the work is done
 	}
 	if err != nil {
 		m.logStoreError(r, key, "decode response", err)
@@ -411,9 +407,7 @@ func (m *middleware) replay(w http.ResponseWriter, r *http.Request, key string, 
 
 // writeError answers for an error of the store.
 func (m *middleware) writeError(w http.ResponseWriter, r *http.Request, key string, err error) {
-	if info, ok := r.Context().Value(infoKey{}).(*Info); ok {
-		info.Outcome = idem.OutcomeOf(err)
-	}
+	setOutcome(r, idem.OutcomeOf(err))
 	switch {
 	case errors.Is(err, idem.ErrFingerprintMismatch):
 		m.writeProblem(w, http.StatusUnprocessableEntity, ProblemKeyReused, "this key was first used with a different request", 0)
@@ -429,9 +423,7 @@ func (m *middleware) writeError(w http.ResponseWriter, r *http.Request, key stri
 		m.writeProblem(w, http.StatusUnauthorized, ProblemTenantUnknown, "", 0)
 	case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
 		// Wait ran out as the first request ended: it is still someone's.
-		if info, ok := r.Context().Value(infoKey{}).(*Info); ok {
-			info.Outcome = idem.OutcomeInProgress
-		}
+		setOutcome(r, idem.OutcomeInProgress)
 		m.writeProblem(w, http.StatusConflict, ProblemInProgress, "", m.retryAfter())
 	case r.Context().Err() != nil:
 		// The client is gone; nothing it could read.

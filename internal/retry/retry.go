@@ -4,6 +4,7 @@
 package retry
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	mrand "math/rand/v2"
@@ -19,6 +20,30 @@ func Backoff(n int, base, ceiling time.Duration) time.Duration {
 		d *= 2
 	}
 	return mrand.N(min(d, ceiling) + 1)
+}
+
+// Wait is the wait before retry n (see Backoff), at least hint (what the
+// answer asked for: Retry-After, RetryInfo), and whether to wait at all:
+// not when that is longer than ceiling or than ctx has left, and the
+// caller then returns the answer it has.
+func Wait(ctx context.Context, n int, base, ceiling, hint time.Duration) (time.Duration, bool) {
+	wait := max(Backoff(n, base, ceiling), hint)
+	if deadline, ok := ctx.Deadline(); wait > ceiling || ok && time.Until(deadline) < wait {
+		return 0, false
+	}
+	return wait, true
+}
+
+// Sleep waits d, or returns ctx's error if it ends first.
+func Sleep(ctx context.Context, d time.Duration) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
 }
 
 // UUIDv4 returns a random (version 4) UUID from crypto/rand: 122 random

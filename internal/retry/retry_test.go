@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"context"
 	"regexp"
 	"testing"
 	"time"
@@ -38,5 +39,25 @@ func TestUUIDv4(t *testing.T) {
 			t.Fatalf("%q twice", u)
 		}
 		seen[u] = true
+	}
+}
+
+func TestWaitGivesUpWhenTheAnswerAsksTooMuch(t *testing.T) {
+	ctx := context.Background()
+	wait, ok := Wait(ctx, 1, time.Millisecond, time.Second, 200*time.Millisecond)
+	if !ok || wait < 200*time.Millisecond {
+		t.Fatalf("Wait = %v, %v: want at least the hint", wait, ok)
+	}
+	if _, ok := Wait(ctx, 1, time.Millisecond, time.Second, 2*time.Second); ok {
+		t.Fatal("a hint beyond the ceiling must be refused")
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, ok := Wait(short, 1, time.Millisecond, time.Second, 500*time.Millisecond); ok {
+		t.Fatal("a wait beyond the deadline must be refused")
+	}
+	cancel()
+	if err := Sleep(short, time.Hour); err == nil {
+		t.Fatal("Sleep must end with its context")
 	}
 }

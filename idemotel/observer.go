@@ -124,11 +124,7 @@ func (o *Observer) Observe(ctx context.Context, e idem.Event) {
 	case idem.EventWait:
 		o.waitDuration.Record(ctx, e.Duration.Seconds(), o.labels(e.Scope, "", "").rec...)
 	case idem.EventOrphan:
-		policy := "rerun"
-		if e.Policy == idem.OrphanReport {
-			policy = "report"
-		}
-		o.orphans.Add(ctx, 1, o.labels(e.Scope, "", policy).add...)
+		o.orphans.Add(ctx, 1, o.labels(e.Scope, "", e.Policy.String()).add...)
 	case idem.EventCollection:
 		o.collections.Add(ctx, 1)
 		o.reclaimedRecords.Add(ctx, e.Reclaimed)

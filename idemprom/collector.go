@@ -115,11 +115,7 @@ func (c *Collector) Observe(_ context.Context, e idem.Event) {
 	case idem.EventWait:
 		c.waitDuration.WithLabelValues(e.Scope).Observe(e.Duration.Seconds())
 	case idem.EventOrphan:
-		policy := "rerun"
-		if e.Policy == idem.OrphanReport {
-			policy = "report"
-		}
-		c.orphans.WithLabelValues(e.Scope, policy).Inc()
+		c.orphans.WithLabelValues(e.Scope, e.Policy.String()).Inc()
 	case idem.EventCollection:
 		c.collections.Inc()
 		c.reclaimed.Add(float64(e.Reclaimed))

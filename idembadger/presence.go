@@ -155,53 +155,71 @@ func (b *Backend) storedKeys() int {
 	return n
 }
 
-// bloom is a Bloom filter with about 10 to 20 bits per key of its capacity
-// and 7 probes: under 1% false positives at capacity. It is safe for
-// concurrent use.
+// bloom is a blocked Bloom filter with about 10 to 20 bits per key of its
+// capacity: a key's 7 bits lie in one 64-byte block, so that adding or
+// testing a key touches one cache line, not seven (at a million keys the
+// filter is far larger than the processor's caches, and the misses were
+// most of its cost). Under 1% false positives at capacity. It is safe
+// for concurrent use.
 type bloom struct {
 	words []atomic.Uint64
-	mask  uint64 // bit count - 1
+	shift uint // 64 - log2(blocks): a hash's top bits pick its block
 	added atomic.Int64
 	keys  int64 // capacity
 }
 
-const bloomProbes = 7
+const (
+	bloomProbes     = 7
+	bloomBlockWords = 8 // 512 bits, one cache line
+)
 
 func newBloom(keys int) *bloom {
 	n := uint64(1) << bits.Len64(uint64(keys)*10-1) // bits, a power of two
-	return &bloom{words: make([]atomic.Uint64, max(n/64, 1)), mask: n - 1, keys: int64(keys)}
+	blocks := max(n/(64*bloomBlockWords), 1)
+	return &bloom{
+		words: make([]atomic.Uint64, blocks*bloomBlockWords),
+		shift: uint(64 - bits.TrailingZeros64(blocks)),
+		keys:  int64(keys),
+	}
 }
 
-// probes are the bit positions of key (double hashing).
-func (f *bloom) probes(key []byte) (h1, h2 uint64) {
+// probes returns key's block and the word and bit of each of its probes
+// in the block, 9 bits of hash each.
+func (f *bloom) probes(key []byte) (block []atomic.Uint64, bitsOf uint64) {
 	h := xxhash.Sum64(key)
-	return h, h>>32 | h<<32 | 1
+	b := uint64(0)
+	if f.shift < 64 {
+		b = h >> f.shift
+	}
+	// The probes come from all of h, mixed, not from the bits that chose
+	// the block, which are alike for every key in it.
+	return f.words[b*bloomBlockWords : (b+1)*bloomBlockWords], h * 0x9e3779b97f4a7c15
 }
 
 // add sets key's bits and reports whether the filter holds more keys than
 // it was sized for.
 func (f *bloom) add(key []byte) (full bool) {
-	h1, h2 := f.probes(key)
+	block, p := f.probes(key)
 	set := false
-	for i := range uint64(bloomProbes) {
-		b := (h1 + i*h2) & f.mask
-		w, m := &f.words[b>>6], uint64(1)<<(b&63)
+	for range bloomProbes {
+		w, m := &block[p>>6&7], uint64(1)<<(p&63)
 		if w.Load()&m == 0 {
 			w.Or(m)
 			set = true
 		}
+		p >>= 9
 	}
 	return set && f.added.Add(1) > f.keys
 }
 
 // has reports whether all of key's bits are set.
 func (f *bloom) has(key []byte) bool {
-	h1, h2 := f.probes(key)
-	for i := range uint64(bloomProbes) {
-		b := (h1 + i*h2) & f.mask
-		if f.words[b>>6].Load()&(uint64(1)<<(b&63)) == 0 {
+	block, p := f.probes(key)
+	for range bloomProbes {
+		if block[p>>6&7].Load()&(uint64(1)<<(p&63)) == 0 {
 			return false
 		}
+		p >>= 9
 	}
 	return true
 }

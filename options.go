@@ -191,7 +191,7 @@ const (
 	MaxTTL = 100 * 365 * 24 * time.Hour
 	// maxValueSizeLimit bounds ScopeOptions.MaxValueSize so that every
 	// value fits comfortably in one Badger value-log file.
-	maxValueSizeLimit = 32 << 20
+	maxValueSizeLimit = idembadger.ValueLogFileSize / 2
 )
 
 // ScopeOptions configures a scope. The zero value is a scope that keeps
@@ -211,7 +211,7 @@ type ScopeOptions struct {
 	Orphans OrphanPolicy
 	// MaxValueSize is the largest result stored, in bytes. A larger one is
 	// returned to its caller but stored as its size only, so retries get
-	// ErrValueTooLarge. Zero means 1 MiB; at most 32 MiB.
+	// ErrValueTooLarge. Zero means 1 MiB; at most 8 MiB.
 	MaxValueSize int
 	// MaxKeys caps the keys the scope holds, all tenants together,
 	// counting claims in progress. A new key beyond it gets ErrScopeFull.

@@ -44,6 +44,8 @@ type Backend struct {
 	seq   atomic.Uint64 // claims made in this epoch, for owner tokens
 	holds holds
 	keys  presence // which keys may be stored (not used read-only)
+
+	unflushedDeletes atomic.Bool // DeleteAll ran since Reclaim last flushed the memtables
 }
 
 // checkOptions validates opts.
@@ -171,9 +173,13 @@ func hasEmptyValueLog(dir string) bool {
 }
 
 // badgerOptions sizes Badger for a library embedded in someone else's
-// process: small memtables and no block cache keep memory low, and records
-// up to ValueThreshold stay inline in the LSM tree, so the space of expired
-// records comes back through compaction alone.
+// process: small memtables and no block cache keep memory low. Records
+// longer than valueThreshold are kept in the value log, and the LSM tree
+// holds their keys and pointers: a memtable then holds several times more
+// records, so it is flushed and compacted that much less often, which
+// made new keys about 1.35 times as fast at the same memory (see
+// docs/numbers.md). The space of expired records comes back through
+// Reclaim: a flush of the memtables, compaction and value-log rewrites.
 //
 // MemTableSize must never shrink for an existing directory: after a crash
 // Badger replays the old write-ahead log into a memtable of the new size
@@ -191,8 +197,8 @@ func badgerOptions(opts Options) badger.Options {
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(8).
-		WithValueThreshold(1 << 20).
-		WithValueLogFileSize(64 << 20).
+		WithValueThreshold(valueThreshold).
+		WithValueLogFileSize(ValueLogFileSize).
 		WithCompression(options.None).
 		WithBlockCacheSize(0).
 		WithIndexCacheSize(0).
@@ -204,11 +210,26 @@ func badgerOptions(opts Options) badger.Options {
 		// (see holds), and the directory lock excludes other writers.
 		// Reads are never used to validate a write.
 		WithDetectConflicts(false)
+	if opts.InMemory {
+		// Without a value log every value is inline, up to Badger's limit.
+		bo = bo.WithValueThreshold(1 << 20)
+	}
 	if opts.Logger == nil {
 		bo = bo.WithLogger(nil)
 	}
 	return bo
 }
+
+// valueThreshold is the longest record kept inline in the LSM tree: a
+// claim, a failure, a short result.
+const valueThreshold = 64
+
+// ValueLogFileSize is the size of Badger's value-log files. The file being
+// written is given back only once it is full, so it bounds the space that
+// expired records keep after a collection; and a record must fit in one
+// file, which bounds the longest value a scope stores (at most half of
+// it: idem.ScopeOptions.MaxValueSize).
+const ValueLogFileSize = 16 << 20
 
 // lockHolder names the process that holds dir, from the pid Badger writes
 // into its LOCK file (for information only).

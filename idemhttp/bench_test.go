@@ -12,7 +12,8 @@ import (
 
 // BenchmarkMiddleware compares a bare handler with the same handler behind
 // the middleware, on a first execution (a new key each time) and on a
-// replay (the same key):
+// replay (the same key), with the store on disk and in memory (the
+// latter beside in-memory stores of other middlewares):
 //
 //	go test -run '^$' -bench Middleware ./idemhttp
 func BenchmarkMiddleware(b *testing.B) {
@@ -21,14 +22,6 @@ func BenchmarkMiddleware(b *testing.B) {
 		w.WriteHeader(http.StatusCreated)
 		_, _ = w.Write([]byte(`{"id":"ord_1","item":"tea","qty":2}`))
 	})
-	st, err := idem.Open(idem.Options{Dir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	sc, _ := st.Scope("bench", idem.ScopeOptions{})
-	mw, _ := New(sc, Options{Global: true})
-	wrapped := mw(handler)
 	body := `{"item":"tea","qty":2}`
 	serve := func(b *testing.B, h http.Handler, key func(i int) string) {
 		b.ReportAllocs()
@@ -46,6 +39,24 @@ func BenchmarkMiddleware(b *testing.B) {
 		}
 	}
 	b.Run("bare", func(b *testing.B) { serve(b, handler, func(int) string { return "k" }) })
-	b.Run("first", func(b *testing.B) { serve(b, wrapped, func(i int) string { return fmt.Sprint("new-", b.N, "-", i) }) })
-	b.Run("replay", func(b *testing.B) { serve(b, wrapped, func(int) string { return "same" }) })
+	for _, store := range []string{"disk", "memory"} {
+		opts := idem.Options{Dir: b.TempDir()}
+		if store == "memory" {
+			opts = idem.Options{InMemory: true}
+		}
+		st, err := idem.Open(opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sc, _ := st.Scope("bench", idem.ScopeOptions{})
+		mw, _ := New(sc, Options{Global: true})
+		wrapped := mw(handler)
+		b.Run("store="+store+"/first", func(b *testing.B) {
+			serve(b, wrapped, func(i int) string { return fmt.Sprint("new-", b.N, "-", i) })
+		})
+		b.Run("store="+store+"/replay", func(b *testing.B) { serve(b, wrapped, func(int) string { return "same" }) })
+		if err := st.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

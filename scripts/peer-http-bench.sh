@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Compares idemhttp's overhead per request with peer middlewares', in one
 # run on this machine: each suite's bare handler, first execution and
-# replay, interleaved ROUNDS times. The peers are built beside the
+# replay (idemhttp's with its store on disk and in memory), interleaved
+# ROUNDS times. The peers are built beside the
 # repository, in a temporary directory; none of their code comes in.
 #
 #   - repenguin22/idemlease's httpidem (in-memory store), with its own benchmarks;

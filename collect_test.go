@@ -226,3 +226,47 @@ func TestGCReclaimsDisk(t *testing.T) {
 	// back once it is full.
 	assert.Less(t, stats.DiskAfter, int64(idembadger.ValueLogFileSize+4<<20), "the 48 MiB written are given back")
 }
+
+// A Records callback that calls the store, reading and writing, while a
+// collection deletes and reclaims: the listing holds the engine shared for
+// as long as it runs, so reclaiming must not wait for it, nor calls for
+// reclaiming.
+func TestRecordsCallbackCallsTheStoreDuringGC(t *testing.T) {
+	ctx := testCtx(t)
+	clock := newFakeClock()
+	st := openTest(t, Options{Now: clock.Now, GCInterval: -1, CacheBytes: -1})
+	short := scopeTest(t, st, "short", ScopeOptions{TTL: time.Minute})
+	kept := scopeTest(t, st, "kept", ScopeOptions{TTL: time.Hour})
+	for i := range 300 {
+		_, err := short.Do(ctx, fmt.Sprint("k", i), nil, value(new(int), "v"))
+		require.NoError(t, err)
+		_, err = kept.Do(ctx, fmt.Sprint("k", i), nil, value(new(int), "v"))
+		require.NoError(t, err)
+	}
+	clock.Advance(2 * time.Minute) // short's records expire: the collection deletes, then flushes
+	gcDone := make(chan error, 1)
+	done := make(chan error, 1)
+	go func() {
+		first := true
+		done <- st.Records(ctx, RecordFilter{Scope: "kept"}, func(r RecordInfo) error {
+			if first {
+				first = false
+				go func() { _, err := st.GC(ctx); gcDone <- err }()
+				time.Sleep(300 * time.Millisecond) // the collection reaches Reclaim
+			}
+			if _, err := st.Lookup(ctx, r.Scope, r.Tenant, r.Key); err != nil {
+				return err
+			}
+			_, err := kept.Do(ctx, "during-"+r.Key, nil, value(new(int), "w"))
+			return err
+		})
+	}()
+	for _, ch := range []chan error{done, gcDone} {
+		select {
+		case err := <-ch:
+			require.NoError(t, err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("the listing and the collection wait for each other")
+		}
+	}
+}

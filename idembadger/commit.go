@@ -36,6 +36,11 @@ type committer struct {
 	onFail  func(error) error
 	running sync.WaitGroup // 1 while commits run, from the writer that starts them until no batch waits
 
+	// writing is held shared by each commit, and exclusively by alone:
+	// what must not run beside a commit waits for the ones running, and
+	// holds up only the next ones, not reads.
+	writing sync.RWMutex
+
 	mu     sync.Mutex // guards next, busy, closed and failed
 	next   *batch     // changes waiting for the next commit
 	busy   bool       // a commit is running, and will see to next
@@ -122,6 +127,14 @@ func (c *committer) run(b *batch) {
 // commit writes changes in as few transactions as Badger's size limit
 // allows.
 func (c *committer) commit(changes []change) error {
+	c.writing.RLock()
+	defer c.writing.RUnlock()
+	c.mu.Lock()
+	failed := c.failed // by alone, while this batch waited
+	c.mu.Unlock()
+	if failed {
+		return errCommitterFailed
+	}
 	txn := c.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
 	for i := 0; i < len(changes); {
@@ -146,6 +159,30 @@ func add(txn *badger.Txn, ch change) error {
 		return txn.Delete(ch.key)
 	}
 	return txn.SetEntry(badger.NewEntry(ch.key, ch.value).WithMeta(ch.meta))
+}
+
+// alone runs fn while no commit runs. If fn fails in a way that may have
+// left Badger unusable (fatal), or panics, the committer stops, as after a
+// failed commit, before any waiting commit can reach Badger.
+func (c *committer) alone(fn func() error, fatal func(error) bool) (err error) {
+	c.writing.Lock()
+	defer c.writing.Unlock()
+	defer func() {
+		if r := recover(); r != nil {
+			c.mu.Lock()
+			c.failed = true
+			c.mu.Unlock()
+			panic(r)
+		}
+	}()
+	err = fn()
+	if err != nil && fatal(err) {
+		c.mu.Lock()
+		c.failed = true
+		c.mu.Unlock()
+		return c.onFail(err)
+	}
+	return err
 }
 
 // stop waits for the commits that are running or waiting; writes after it

@@ -57,24 +57,13 @@ func (b *Backend) engine(fn func(db *badger.DB, c *committer) error) (err error)
 	return fn(b.db, b.commits)
 }
 
-// exclusive runs fn with Badger while nothing else of the backend uses it:
-// the commits and reads that come meanwhile wait.
-func (b *Backend) exclusive(fn func(db *badger.DB) error) (err error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if f := b.fault.Load(); f != nil {
-		return storageFault(*f)
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			re, ok := r.(runtime.Error)
-			if !ok {
-				panic(r)
-			}
-			err = b.fail(fmt.Errorf("badger: %w", re))
-		}
-	}()
-	return fn(b.db)
+// alone runs fn with Badger while none of the backend's commits runs
+// (reads go on); an error that fatal accepts fails the backend before any
+// waiting commit runs.
+func (b *Backend) alone(fn func(db *badger.DB) error, fatal func(error) bool) error {
+	return b.engine(func(db *badger.DB, c *committer) error {
+		return c.alone(func() error { return fn(db) }, fatal)
+	})
 }
 
 // view runs fn in a Badger read transaction (see engine).

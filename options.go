@@ -211,7 +211,9 @@ type ScopeOptions struct {
 	Orphans OrphanPolicy
 	// MaxValueSize is the largest result stored, in bytes. A larger one is
 	// returned to its caller but stored as its size only, so retries get
-	// ErrValueTooLarge. Zero means 1 MiB; at most 8 MiB.
+	// ErrValueTooLarge. Zero means 1 MiB; at most 8 MiB. A backend that holds
+	// less (Badger in memory: a little under 1 MiB) lowers the default to
+	// its limit and refuses a larger setting.
 	MaxValueSize int
 	// MaxKeys caps the keys the scope holds, all tenants together,
 	// counting claims in progress. A new key beyond it gets ErrScopeFull.

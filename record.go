@@ -65,6 +65,9 @@ const codecVersion = 1
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// maxRecordOverhead is the most a record's encoding adds to its value.
+var maxRecordOverhead = (&record{fingerprint: make([]byte, MaxFingerprintLen)}).encodedLen()
+
 // encodedLen is an upper bound of the encoding's length.
 func (r *record) encodedLen() int {
 	return 2 + 3*binary.MaxVarintLen64 + 16 + len(r.fingerprint) + binary.MaxVarintLen64 + len(r.value) + 4

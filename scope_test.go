@@ -1,6 +1,7 @@
 package idem
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -548,4 +549,26 @@ func TestDoAppend(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotNil(t, res.Value, "an empty result is still a result")
 	assert.Empty(t, res.Value)
+}
+
+// An in-memory store cannot hold a record over 1 MiB (Badger keeps it
+// inline): a result that large is stored as its size only, as one over
+// MaxValueSize is, and the store goes on; a scope asking for more is
+// refused.
+func TestInMemoryStoreKeepsResultsUnderItsLimit(t *testing.T) {
+	ctx := testCtx(t)
+	st := openTest(t, Options{InMemory: true})
+	sc := scopeTest(t, st, "s", ScopeOptions{})
+	big := bytes.Repeat([]byte("x"), 1<<20)
+	res, err := sc.Do(ctx, "big", nil, func(context.Context) ([]byte, error) { return big, nil })
+	require.NoError(t, err)
+	assert.Equal(t, big, res.Value, "the first caller gets its result")
+	_, err = sc.Do(ctx, "big", nil, func(context.Context) ([]byte, error) { t.Error("ran twice"); return nil, nil })
+	assert.ErrorIs(t, err, ErrValueTooLarge)
+	res, err = sc.Do(ctx, "small", nil, value(new(int), "s"))
+	require.NoError(t, err)
+	assert.Equal(t, "s", string(res.Value))
+
+	_, err = st.Scope("wide", ScopeOptions{MaxValueSize: 2 << 20})
+	assert.ErrorIs(t, err, ErrInvalidScope)
 }

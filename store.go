@@ -198,9 +198,22 @@ func (s *Store) Scope(name string, o ScopeOptions) (*Scope, error) {
 	if !validScopeName(name) {
 		return nil, invalid(ErrInvalidScope, "name %q: want 1 to %d bytes of [a-z0-9._-]", name, MaxScopeLen)
 	}
+	explicit := o.MaxValueSize != 0
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("%w (scope %q)", err, name)
+	}
+	if vl, ok := s.be.(backend.ValueLimit); ok {
+		// A result the backend cannot hold is stored as its size only,
+		// like one over MaxValueSize, rather than failing its completion.
+		limit := vl.MaxValue() - maxRecordOverhead
+		switch {
+		case o.MaxValueSize <= limit:
+		case explicit:
+			return nil, invalid(ErrInvalidScope, "MaxValueSize %d over this backend's limit of %d (scope %q)", o.MaxValueSize, limit, name)
+		default:
+			o.MaxValueSize = limit
+		}
 	}
 	if sc, ok, err := s.openScope(name, o, false); ok || err != nil {
 		return sc, err

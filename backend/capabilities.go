@@ -64,3 +64,13 @@ type WriteGuard interface {
 	// go on a little longer, so that work already done is recorded).
 	AllowWrite(newKey bool) error
 }
+
+// ValueLimit is implemented by a backend that cannot store a value longer
+// than some size (Badger in memory: 1 MiB). The store keeps each scope's
+// MaxValueSize under it, so that a larger result is stored as its size
+// only, as any result over MaxValueSize is, instead of failing.
+type ValueLimit interface {
+	// MaxValue is the longest value, in bytes, that Claim and Complete
+	// accept.
+	MaxValue() int
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"sync"
 	"time"
 
@@ -81,6 +82,9 @@ func (b *Backend) token() uint64 { return b.epoch<<40 | b.seq.Add(1)&(1<<40-1) }
 // Claim implements [Backend]. A held key is never replaced: its hold does
 // not lapse.
 func (b *Backend) Claim(_ context.Context, key []byte, req backend.ClaimRequest) (backend.ClaimResult, error) {
+	if err := b.fits(req.Value); err != nil {
+		return backend.ClaimResult{}, err
+	}
 	s := b.holds.stripe(key)
 	for {
 		s.mu.Lock()
@@ -181,6 +185,9 @@ func (b *Backend) Renew(_ context.Context, key []byte, owner uint64, lease time.
 
 // Complete implements [Backend].
 func (b *Backend) Complete(_ context.Context, key []byte, owner uint64, value []byte, ttl time.Duration) error {
+	if err := b.fits(value); err != nil {
+		return err
+	}
 	s := b.holds.stripe(key)
 	h, err := b.own(s, key, owner)
 	if err != nil {
@@ -323,3 +330,22 @@ var (
 	_ backend.DiskUser   = (*Backend)(nil)
 	_ backend.WriteGuard = (*Backend)(nil)
 )
+
+// MaxValue implements [backend.ValueLimit]: Badger refuses a longer value
+// (in memory, one longer than its inline limit; on disk, one that does not
+// fit in a value-log file, with room for a claim's framing).
+func (b *Backend) MaxValue() int {
+	if b.inMemory {
+		return maxInline - binary.MaxVarintLen64
+	}
+	return ValueLogFileSize - binary.MaxVarintLen64
+}
+
+// fits refuses a value Badger would refuse, before it joins a batch: in a
+// batch Badger's refusal would fail every change of it, and the backend.
+func (b *Backend) fits(value []byte) error {
+	if len(value) > b.MaxValue() {
+		return fmt.Errorf("idem: a value of %d bytes is over the Badger backend's limit of %d", len(value), b.MaxValue())
+	}
+	return nil
+}

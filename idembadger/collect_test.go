@@ -112,3 +112,18 @@ func TestReclaimWhileWriting(t *testing.T) {
 	assert.NotZero(t, n)
 	assert.NotZero(t, rewrites)
 }
+
+// A value Badger would refuse is refused for its call alone: in a batch,
+// Badger's refusal would fail every change of it, and the backend.
+func TestValueOverTheLimitFailsItsCallOnly(t *testing.T) {
+	ctx := context.Background()
+	b, err := Open(Options{InMemory: true})
+	require.NoError(t, err)
+	defer b.Close()
+	req := backend.ClaimRequest{Value: []byte("claim"), Lease: time.Minute, TTL: time.Hour, Volatile: true}
+	res, err := b.Claim(ctx, []byte("\x01big"), req)
+	require.NoError(t, err)
+	assert.Error(t, b.Complete(ctx, []byte("\x01big"), res.Owner, make([]byte, b.MaxValue()+1), time.Hour))
+	require.NoError(t, b.Complete(ctx, []byte("\x01big"), res.Owner, make([]byte, b.MaxValue()), time.Hour))
+	completeKey(t, b, []byte("\x01after"))
+}

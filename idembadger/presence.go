@@ -159,7 +159,7 @@ func (b *Backend) storedKeys() int {
 // capacity: a key's 7 bits lie in one 64-byte block, so that adding or
 // testing a key touches one cache line, not seven (at a million keys the
 // filter is far larger than the processor's caches, and the misses were
-// most of its cost). Under 1% false positives at capacity. It is safe
+// most of its cost). About 1% false positives at capacity. It is safe
 // for concurrent use.
 type bloom struct {
 	words []atomic.Uint64

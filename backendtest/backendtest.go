@@ -486,7 +486,8 @@ func testClaimStorm(t *testing.T, be backend.Backend) {
 // testCapabilities checks the optional capabilities the backend has: an
 // Exclusive one numbers its epochs from 1; a Sweeper walks every entry
 // under a prefix in key order, a batch at a time, and deletes a batch; a
-// DiskUser and a WriteGuard answer.
+// DiskUser and a WriteGuard answer; a ValueLimit stores its longest value
+// and refuses a longer one alone.
 func testCapabilities(t *testing.T, be backend.Backend) {
 	ctx := context.Background()
 	if ex, ok := be.(backend.Exclusive); ok {
@@ -497,6 +498,18 @@ func testCapabilities(t *testing.T, be backend.Backend) {
 	}
 	if d, ok := be.(backend.DiskUser); ok {
 		assert.GreaterOrEqual(t, d.DiskBytes(), int64(0))
+	}
+	if vl, ok := be.(backend.ValueLimit); ok {
+		// The longest value is stored; a longer one is refused for its
+		// call alone.
+		longest := bytes.Repeat([]byte("v"), vl.MaxValue())
+		k := key("longest")
+		owner := own(t, be, k, request(""))
+		assert.Error(t, be.Complete(ctx, k, owner, append(longest, 'v'), time.Hour), "a value over MaxValue")
+		require.NoError(t, be.Complete(ctx, k, owner, longest, time.Hour))
+		e, _ := get(t, be, k)
+		assert.True(t, bytes.Equal(longest, e.Value), "the longest value")
+		assert.NotZero(t, own(t, be, key("after-longest"), request("")), "the backend goes on")
 	}
 	sw, ok := be.(backend.Sweeper)
 	if !ok {

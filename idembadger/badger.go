@@ -21,8 +21,9 @@ import (
 // Backend is the Badger engine: a [backend.Backend] in a directory (or in
 // memory) that one process uses at a time. Besides the contract it has
 // every optional capability the store looks for: [backend.Exclusive],
-// [backend.Sweeper], [backend.Reclaimer], [backend.DiskUser] and
-// [backend.WriteGuard]. It is safe for concurrent use.
+// [backend.Sweeper], [backend.Reclaimer], [backend.DiskUser],
+// [backend.WriteGuard] and [backend.ValueLimit]. It is safe for concurrent
+// use.
 type Backend struct {
 	// mu guards db and commits: held shared by every use of them (see
 	// engine), and exclusively while a failed Badger is reopened (mend).

@@ -329,6 +329,7 @@ var (
 	_ backend.Reclaimer  = (*Backend)(nil)
 	_ backend.DiskUser   = (*Backend)(nil)
 	_ backend.WriteGuard = (*Backend)(nil)
+	_ backend.ValueLimit = (*Backend)(nil)
 )
 
 // MaxValue implements [backend.ValueLimit]: Badger refuses a longer value

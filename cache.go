@@ -32,8 +32,8 @@ type segment struct {
 
 type cacheEntry struct {
 	key        string
-	rec        *record // shared, never modified
-	until      int64   // Unix nanoseconds the entry may be replayed until
+	rec        record // a copy, in the entry: a hit reads one object less from memory; never modified
+	until      int64  // Unix nanoseconds the entry may be replayed until
 	size       int
 	referenced bool // hit since eviction last passed it (protected only)
 	seg        *segment
@@ -66,7 +66,7 @@ func (c *recordCache) get(key []byte) (*record, int64) {
 	case !e.referenced:
 		e.referenced = true
 	}
-	return e.rec, e.until
+	return &e.rec, e.until
 }
 
 // put caches rec for key until the Unix nanosecond until, replacing what
@@ -81,7 +81,7 @@ func (c *recordCache) put(key string, rec *record, until int64, replayed bool) {
 	for c.used+size > c.limit {
 		c.drop(c.victim())
 	}
-	e := &cacheEntry{key: key, rec: rec, until: until, size: size}
+	e := &cacheEntry{key: key, rec: *rec, until: until, size: size}
 	c.entries[key] = e
 	c.used += size
 	sg := &c.probation

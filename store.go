@@ -206,7 +206,7 @@ func (s *Store) Scope(name string, o ScopeOptions) (*Scope, error) {
 	if vl, ok := s.be.(backend.ValueLimit); ok {
 		// A result the backend cannot hold is stored as its size only,
 		// like one over MaxValueSize, rather than failing its completion.
-		limit := vl.MaxValue() - maxRecordOverhead
+		limit := max(vl.MaxValue()-maxRecordOverhead, 0)
 		switch {
 		case o.MaxValueSize <= limit:
 		case explicit:

@@ -504,7 +504,9 @@ func testCapabilities(t *testing.T, be backend.Backend) {
 		// call alone.
 		longest := bytes.Repeat([]byte("v"), vl.MaxValue())
 		k := key("longest")
-		owner := own(t, be, k, request(""))
+		req := request("")
+		req.Value = longest // a claim's value too
+		owner := own(t, be, k, req)
 		assert.Error(t, be.Complete(ctx, k, owner, append(longest, 'v'), time.Hour), "a value over MaxValue")
 		require.NoError(t, be.Complete(ctx, k, owner, longest, time.Hour))
 		e, _ := get(t, be, k)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -82,7 +83,7 @@ func (b *Backend) token() uint64 { return b.epoch<<40 | b.seq.Add(1)&(1<<40-1) }
 // Claim implements [Backend]. A held key is never replaced: its hold does
 // not lapse.
 func (b *Backend) Claim(_ context.Context, key []byte, req backend.ClaimRequest) (backend.ClaimResult, error) {
-	if err := b.fits(req.Value); err != nil {
+	if err := b.overLimit(req.Value); err != nil {
 		return backend.ClaimResult{}, err
 	}
 	s := b.holds.stripe(key)
@@ -185,7 +186,7 @@ func (b *Backend) Renew(_ context.Context, key []byte, owner uint64, lease time.
 
 // Complete implements [Backend].
 func (b *Backend) Complete(_ context.Context, key []byte, owner uint64, value []byte, ttl time.Duration) error {
-	if err := b.fits(value); err != nil {
+	if err := b.overLimit(value); err != nil {
 		return err
 	}
 	s := b.holds.stripe(key)
@@ -290,6 +291,11 @@ func (b *Backend) write(ch change) error {
 
 // commit writes changes with the group committer (see engine).
 func (b *Backend) commit(changes ...change) error {
+	for _, ch := range changes {
+		if err := b.refuses(ch); err != nil {
+			return err
+		}
+	}
 	err := b.engine(func(_ *badger.DB, c *committer) error { return c.write(changes...) })
 	if f := b.fault.Load(); err != nil && f != nil {
 		return storageFault(*f)
@@ -332,19 +338,48 @@ var (
 	_ backend.ValueLimit = (*Backend)(nil)
 )
 
-// MaxValue implements [backend.ValueLimit]: Badger refuses a longer value
-// (in memory, one longer than its inline limit; on disk, one that does not
-// fit in a value-log file, with room for a claim's framing).
-func (b *Backend) MaxValue() int {
+// MaxValue implements [backend.ValueLimit]: the longest value Badger
+// takes (see maxEntryValue), less a claim's framing.
+func (b *Backend) MaxValue() int { return b.maxEntryValue() - binary.MaxVarintLen64 }
+
+// maxEntryValue is the longest value Badger takes: in memory, one shorter
+// than its inline limit (Badger 4.9.6 accepts one of exactly the limit, then
+// fails on it in its write goroutine, which ends the process); on disk,
+// one that fits in a value-log file.
+func (b *Backend) maxEntryValue() int {
 	if b.inMemory {
-		return maxInline - binary.MaxVarintLen64
+		return maxInline - 1
 	}
-	return ValueLogFileSize - binary.MaxVarintLen64
+	return ValueLogFileSize
 }
 
-// fits refuses a value Badger would refuse, before it joins a batch: in a
-// batch Badger's refusal would fail every change of it, and the backend.
-func (b *Backend) fits(value []byte) error {
+// Badger's own limits on keys.
+const (
+	maxBadgerKey = 65000
+	badgerPrefix = "!badger!"
+)
+
+// refuses returns why Badger would refuse ch, before it joins a batch: in
+// a batch, Badger's refusal would fail every change of it, and the
+// backend. The store never sends such a change; a caller of the backend
+// may.
+func (b *Backend) refuses(ch change) error {
+	switch {
+	case len(ch.key) == 0:
+		return errors.New("idem: an empty key")
+	case len(ch.key) > maxBadgerKey:
+		return fmt.Errorf("idem: a key of %d bytes is over the Badger backend's limit of %d", len(ch.key), maxBadgerKey)
+	case bytes.HasPrefix(ch.key, []byte(badgerPrefix)):
+		return fmt.Errorf("idem: a key starting with %q is Badger's own", badgerPrefix)
+	case !ch.delete && len(ch.value) > b.maxEntryValue():
+		return fmt.Errorf("idem: an entry of %d bytes is over Badger's limit of %d", len(ch.value), b.maxEntryValue())
+	}
+	return nil
+}
+
+// overLimit refuses a value longer than MaxValue, the limit Claim and
+// Complete keep to.
+func (b *Backend) overLimit(value []byte) error {
 	if len(value) > b.MaxValue() {
 		return fmt.Errorf("idem: a value of %d bytes is over the Badger backend's limit of %d", len(value), b.MaxValue())
 	}

@@ -125,5 +125,24 @@ func TestValueOverTheLimitFailsItsCallOnly(t *testing.T) {
 	require.NoError(t, err)
 	assert.Error(t, b.Complete(ctx, []byte("\x01big"), res.Owner, make([]byte, b.MaxValue()+1), time.Hour))
 	require.NoError(t, b.Complete(ctx, []byte("\x01big"), res.Owner, make([]byte, b.MaxValue()), time.Hour))
+	for _, k := range [][]byte{nil, make([]byte, maxBadgerKey+1), []byte(badgerPrefix + "x")} {
+		assert.Error(t, b.Delete(ctx, k), "key of %d bytes", len(k))
+		assert.Error(t, b.DeleteAll(ctx, [][]byte{k}), "key of %d bytes", len(k))
+	}
 	completeKey(t, b, []byte("\x01after"))
+}
+
+// A panic while nothing else may commit fails the backend at once, before
+// a waiting commit could reach Badger, even when the panic is recovered
+// further up (as net/http does for a handler).
+func TestPanicAloneFailsTheBackend(t *testing.T) {
+	b, err := Open(Options{Dir: t.TempDir()})
+	require.NoError(t, err)
+	defer b.Close()
+	func() {
+		defer func() { _ = recover() }()
+		_ = b.alone(func(*badger.DB) error { panic("inside") }, func(error) bool { return true })
+	}()
+	_, err = b.Claim(context.Background(), []byte("\x01k"), backend.ClaimRequest{Value: []byte("c"), Lease: time.Minute, TTL: time.Hour})
+	assert.ErrorIs(t, err, backend.ErrStorageFault)
 }

@@ -2,6 +2,7 @@ package idembadger
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/dgraph-io/badger/v4"
@@ -172,6 +173,7 @@ func (c *committer) alone(fn func() error, fatal func(error) bool) (err error) {
 			c.mu.Lock()
 			c.failed = true
 			c.mu.Unlock()
+			_ = c.onFail(fmt.Errorf("badger: panic: %v", r)) // before any waiting commit runs
 			panic(r)
 		}
 	}()

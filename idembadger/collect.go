@@ -125,8 +125,8 @@ var flushKey = []byte{0x00, 'f', 'l', 'u', 's', 'h'}
 // on its own only when one is full, and otherwise only before it drops a
 // prefix that is stored: so flushKey is stored, then dropped. Dropping
 // refuses writes while it runs, so it runs alone: the commits wait for it
-// (about 100 ms with 150,000 deletions in the memtables) rather than
-// fail. Reads go on.
+// (the slowest of them, in a collection of 200,000 records, about 200 ms)
+// rather than fail. Reads go on.
 func flushMemtables(db *badger.DB) error {
 	if err := db.Update(func(txn *badger.Txn) error { return txn.Set(flushKey, nil) }); err != nil {
 		return err

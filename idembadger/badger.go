@@ -176,11 +176,10 @@ func hasEmptyValueLog(dir string) bool {
 // badgerOptions sizes Badger for a library embedded in someone else's
 // process: small memtables and no block cache keep memory low. Records
 // longer than valueThreshold are kept in the value log (without
-// SyncWrites), and the LSM tree
-// holds their keys and pointers: a memtable then holds several times more
-// records, so it is flushed and compacted that much less often, which
-// made new keys about 1.35 times as fast at the same memory (see
-// docs/numbers.md). The space of expired records comes back through
+// SyncWrites), and the LSM tree holds their keys and pointers: a memtable
+// then holds several times more records, so it is flushed and compacted
+// that much less often, which made new keys about 1.35 times as fast at
+// the same memory (see docs/numbers.md). The space of expired records comes back through
 // Reclaim: a flush of the memtables, compaction and value-log rewrites.
 //
 // MemTableSize must never shrink for an existing directory: after a crash

@@ -292,7 +292,7 @@ func (b *Backend) write(ch change) error {
 // commit writes changes with the group committer (see engine).
 func (b *Backend) commit(changes ...change) error {
 	for _, ch := range changes {
-		if err := b.refuses(ch); err != nil {
+		if err := refuses(ch); err != nil {
 			return err
 		}
 	}
@@ -339,18 +339,17 @@ var (
 )
 
 // MaxValue implements [backend.ValueLimit]: the longest value Badger
-// takes (see maxEntryValue), less a claim's framing.
-func (b *Backend) MaxValue() int { return b.maxEntryValue() - binary.MaxVarintLen64 }
-
-// maxEntryValue is the longest value Badger takes: in memory, one shorter
-// than its inline limit (Badger 4.9.6 accepts one of exactly the limit, then
-// fails on it in its write goroutine, which ends the process); on disk,
-// one that fits in a value-log file.
-func (b *Backend) maxEntryValue() int {
+// takes, less a claim's framing. In memory that is one shorter than its
+// inline limit (Badger 4.9.6 accepts one of exactly the limit, then fails
+// on it in its write goroutine, which ends the process); on disk, one that
+// fits in a value-log file. Claim and Complete refuse a longer one
+// (overLimit), so no entry committed is too long for Badger.
+func (b *Backend) MaxValue() int {
+	longest := ValueLogFileSize
 	if b.inMemory {
-		return maxInline - 1
+		longest = maxInline - 1
 	}
-	return ValueLogFileSize
+	return longest - binary.MaxVarintLen64
 }
 
 // Badger's own limits on keys.
@@ -359,11 +358,11 @@ const (
 	badgerPrefix = "!badger!"
 )
 
-// refuses returns why Badger would refuse ch, before it joins a batch: in
-// a batch, Badger's refusal would fail every change of it, and the
-// backend. The store never sends such a change; a caller of the backend
-// may.
-func (b *Backend) refuses(ch change) error {
+// refuses returns why Badger would refuse ch's key, before it joins a
+// batch: in a batch, Badger's refusal would fail every change of it, and
+// the backend. The store never sends such a key; a caller of the backend
+// may. (Values are kept under Badger's limit by overLimit.)
+func refuses(ch change) error {
 	switch {
 	case len(ch.key) == 0:
 		return errors.New("idem: an empty key")
@@ -371,8 +370,6 @@ func (b *Backend) refuses(ch change) error {
 		return fmt.Errorf("idem: a key of %d bytes is over the Badger backend's limit of %d", len(ch.key), maxBadgerKey)
 	case bytes.HasPrefix(ch.key, []byte(badgerPrefix)):
 		return fmt.Errorf("idem: a key starting with %q is Badger's own", badgerPrefix)
-	case !ch.delete && len(ch.value) > b.maxEntryValue():
-		return fmt.Errorf("idem: an entry of %d bytes is over Badger's limit of %d", len(ch.value), b.maxEntryValue())
 	}
 	return nil
 }

@@ -96,7 +96,7 @@ func (b *Backend) Reclaim(ctx context.Context) (int, error) {
 		// that Badger's writes of it hold (a data race in Badger 4.9.6),
 		// so none of the store's commits runs meanwhile.
 		err = b.alone(func(db *badger.DB) error { return db.RunValueLogGC(0.5) }, rewriteFailed)
-		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
+		if nothingToRewrite(err) {
 			return rewrites, nil
 		}
 		if err == nil {
@@ -110,11 +110,17 @@ func (b *Backend) Reclaim(ctx context.Context) (int, error) {
 	return rewrites, err
 }
 
+// nothingToRewrite reports whether RunValueLogGC found no file worth
+// rewriting (or one rewrite already running).
+func nothingToRewrite(err error) bool {
+	return errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected)
+}
+
 // rewriteFailed reports whether a value-log rewrite failed for another
 // reason than having nothing to do or the store closing: the rewrite
 // writes, and a failed write may leave Badger unusable.
 func rewriteFailed(err error) bool {
-	return !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) && !errors.Is(err, badger.ErrDBClosed)
+	return !nothingToRewrite(err) && !errors.Is(err, badger.ErrDBClosed)
 }
 
 // flushKey is stored only to be dropped at once (see flushMemtables). It

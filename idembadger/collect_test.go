@@ -67,7 +67,7 @@ func TestReclaimWhileWriting(t *testing.T) {
 				default:
 				}
 				key := fmt.Appendf(nil, "\x01w%d-%d", w, i)
-				res, err := b.Claim(ctx, key, backend.ClaimRequest{Value: []byte("claim"), Lease: time.Minute, TTL: time.Hour, Volatile: true})
+				res, err := b.Claim(ctx, key, newKeyClaim)
 				if !assert.NoError(t, err) {
 					return
 				}
@@ -86,9 +86,7 @@ func TestReclaimWhileWriting(t *testing.T) {
 		var doomed [][]byte
 		for i := range 256 {
 			k := fmt.Appendf(nil, "\x01d%d-%d", round, i)
-			res, err := b.Claim(ctx, k, backend.ClaimRequest{Value: []byte("claim"), Lease: time.Minute, TTL: time.Hour, Volatile: true})
-			require.NoError(t, err)
-			require.NoError(t, b.Complete(ctx, k, res.Owner, big, time.Hour))
+			completeKey(t, b, k, big)
 			doomed = append(doomed, k)
 		}
 		require.NoError(t, b.DeleteAll(ctx, doomed))
@@ -120,8 +118,7 @@ func TestValueOverTheLimitFailsItsCallOnly(t *testing.T) {
 	b, err := Open(Options{InMemory: true})
 	require.NoError(t, err)
 	defer b.Close()
-	req := backend.ClaimRequest{Value: []byte("claim"), Lease: time.Minute, TTL: time.Hour, Volatile: true}
-	res, err := b.Claim(ctx, []byte("\x01big"), req)
+	res, err := b.Claim(ctx, []byte("\x01big"), newKeyClaim)
 	require.NoError(t, err)
 	assert.Error(t, b.Complete(ctx, []byte("\x01big"), res.Owner, make([]byte, b.MaxValue()+1), time.Hour))
 	require.NoError(t, b.Complete(ctx, []byte("\x01big"), res.Owner, make([]byte, b.MaxValue()), time.Hour))
@@ -129,7 +126,7 @@ func TestValueOverTheLimitFailsItsCallOnly(t *testing.T) {
 		assert.Error(t, b.Delete(ctx, k), "key of %d bytes", len(k))
 		assert.Error(t, b.DeleteAll(ctx, [][]byte{k}), "key of %d bytes", len(k))
 	}
-	completeKey(t, b, []byte("\x01after"))
+	completeKey(t, b, []byte("\x01after"), []byte("done"))
 }
 
 // A panic while nothing else may commit fails the backend at once, before

@@ -170,21 +170,23 @@ func (c *committer) alone(fn func() error, fatal func(error) bool) (err error) {
 	defer c.writing.Unlock()
 	defer func() {
 		if r := recover(); r != nil {
-			c.mu.Lock()
-			c.failed = true
-			c.mu.Unlock()
-			_ = c.onFail(fmt.Errorf("badger: panic: %v", r)) // before any waiting commit runs
+			_ = c.stopFor(fmt.Errorf("badger: panic: %v", r)) // before any waiting commit runs
 			panic(r)
 		}
 	}()
 	err = fn()
 	if err != nil && fatal(err) {
-		c.mu.Lock()
-		c.failed = true
-		c.mu.Unlock()
-		return c.onFail(err)
+		return c.stopFor(err)
 	}
 	return err
+}
+
+// stopFor stops the committer for good because of err, and tells onFail.
+func (c *committer) stopFor(err error) error {
+	c.mu.Lock()
+	c.failed = true
+	c.mu.Unlock()
+	return c.onFail(err)
 }
 
 // stop waits for the commits that are running or waiting; writes after it

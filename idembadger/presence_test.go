@@ -45,13 +45,17 @@ func waitForKeyScan(t *testing.T, b *Backend) {
 	}, 10*time.Second, time.Millisecond)
 }
 
-func completeKey(t *testing.T, b *Backend, key []byte) {
+// newKeyClaim is the request the tests claim new keys with.
+var newKeyClaim = backend.ClaimRequest{Value: []byte("claim"), Lease: time.Minute, TTL: time.Hour, Volatile: true}
+
+// completeKey claims the new key and completes it with value.
+func completeKey(t *testing.T, b *Backend, key, value []byte) {
 	t.Helper()
 	ctx := context.Background()
-	res, err := b.Claim(ctx, key, backend.ClaimRequest{Value: []byte("claim"), Lease: time.Minute, TTL: time.Hour, Volatile: true})
+	res, err := b.Claim(ctx, key, newKeyClaim)
 	require.NoError(t, err)
 	require.NotZero(t, res.Owner, "%s is new", key)
-	require.NoError(t, b.Complete(ctx, key, res.Owner, []byte("done"), time.Hour))
+	require.NoError(t, b.Complete(ctx, key, res.Owner, value, time.Hour))
 }
 
 // Keys stored before Open are found once the filter is in use: the claim
@@ -62,7 +66,7 @@ func TestPresenceKnowsKeysFromBeforeOpen(t *testing.T) {
 	require.NoError(t, err)
 	const n = 2000
 	for i := range n {
-		completeKey(t, b, fmt.Appendf(nil, "k%d", i))
+		completeKey(t, b, fmt.Appendf(nil, "k%d", i), []byte("done"))
 	}
 	require.NoError(t, b.close())
 
@@ -100,7 +104,7 @@ func TestPresenceRefillsMissNothing(t *testing.T) {
 	for w := range writers {
 		wg.Go(func() {
 			for i := range each {
-				completeKey(t, b, fmt.Appendf(nil, "w%d-%d", w, i))
+				completeKey(t, b, fmt.Appendf(nil, "w%d-%d", w, i), []byte("done"))
 			}
 		})
 	}

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/idemkit/idem/idemgrpc"
+	"github.com/idemkit/idem/internal/retry/retrytest"
 )
 
 // lossyNetwork is a server interceptor outside idemgrpc that, after the
@@ -63,7 +64,7 @@ func TestClientOverALossyNetworkRunsEachCallOnce(t *testing.T) {
 	f := newFixture(t, fixtureOpts{tcp: true, outer: []grpc.UnaryServerInterceptor{net.intercept},
 		client: []grpc.DialOption{grpc.WithUnaryInterceptor(idemgrpc.UnaryClientInterceptor(idemgrpc.ClientOptions{
 			AttemptTimeout: attemptTimeout, BaseDelay: 5 * time.Millisecond, MaxAttempts: 30}))}})
-	answers := sendAll(t, n, func(body string) (string, error) {
+	answers := retrytest.SendAll(t, n, "order-", func(body string) (string, error) {
 		var h metadata.MD
 		resp, err := f.cli.UnaryCall(metadata.AppendToOutgoingContext(context.Background(), "user", "alice"), order(body), grpc.Header(&h))
 		if idemgrpc.Replayed(h) {
@@ -91,7 +92,7 @@ func TestClientOverALossyNetworkRunsEachCallOnce(t *testing.T) {
 
 	net = &lossyNetwork{rng: rand.New(rand.NewPCG(1, 1)), hold: 3 * attemptTimeout}
 	f = newFixture(t, fixtureOpts{tcp: true, outer: []grpc.UnaryServerInterceptor{net.intercept}})
-	sendAll(t, n, func(body string) (string, error) {
+	retrytest.SendAll(t, n, "order-", func(body string) (string, error) {
 		for {
 			ctx, cancel := context.WithTimeout(callCtx("alice", fmt.Sprint("naive-", rand.Int64())), attemptTimeout)
 			resp, err := f.cli.UnaryCall(ctx, order(body))
@@ -111,33 +112,6 @@ func TestClientOverALossyNetworkRunsEachCallOnce(t *testing.T) {
 	f.svc.mu.Unlock()
 	assert.NotZero(t, twice, "without one key per logical call, retries run calls again")
 	t.Logf("control, a new key per attempt: %d of %d calls ran more than once (%d runs)", twice, n, f.svc.runs.Load())
-}
-
-func sendAll(t *testing.T, n int, send func(body string) (string, error)) map[string]string {
-	t.Helper()
-	var mu sync.Mutex
-	got := map[string]string{}
-	var wg sync.WaitGroup
-	bodies := make(chan string)
-	for range 4 {
-		wg.Go(func() {
-			for body := range bodies {
-				who, err := send(body)
-				if err != nil {
-					t.Errorf("%s: %v", body, err)
-				}
-				mu.Lock()
-				got[body] = who
-				mu.Unlock()
-			}
-		})
-	}
-	for i := range n {
-		bodies <- fmt.Sprint("order-", i)
-	}
-	close(bodies)
-	wg.Wait()
-	return got
 }
 
 // scripted is a server interceptor that answers each attempt with the

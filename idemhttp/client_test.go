@@ -21,6 +21,7 @@ import (
 
 	"github.com/idemkit/idem"
 	"github.com/idemkit/idem/idemhttp"
+	"github.com/idemkit/idem/internal/retry/retrytest"
 )
 
 // orderBook is a POST /orders service behind the idemhttp middleware: it
@@ -112,35 +113,6 @@ func (p *faultyProxy) start(t *testing.T, upstream string, seed uint64, delay ti
 	return srv
 }
 
-// placeOrders sends n logical requests from 4 goroutines with send, and
-// returns the order id each one ended with ("" if it failed).
-func placeOrders(t *testing.T, n int, send func(ref string) (string, error)) map[string]string {
-	t.Helper()
-	var mu sync.Mutex
-	got := map[string]string{}
-	var wg sync.WaitGroup
-	refs := make(chan string)
-	for range 4 {
-		wg.Go(func() {
-			for ref := range refs {
-				id, err := send(ref)
-				if err != nil {
-					t.Errorf("%s: %v", ref, err)
-				}
-				mu.Lock()
-				got[ref] = id
-				mu.Unlock()
-			}
-		})
-	}
-	for i := range n {
-		refs <- fmt.Sprintf("ref-%d", i)
-	}
-	close(refs)
-	wg.Wait()
-	return got
-}
-
 func orderID(resp *http.Response) (string, error) {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
@@ -165,7 +137,7 @@ func TestTransportOverAFaultyNetworkCreatesEachOrderOnce(t *testing.T) {
 	front := proxy.start(t, srv.URL, 1, 3*attemptTimeout)
 	var replays atomic.Int32
 	client := idemhttp.NewClient(&idemhttp.Transport{AttemptTimeout: attemptTimeout, BaseDelay: 5 * time.Millisecond, MaxAttempts: 30})
-	got := placeOrders(t, n, func(ref string) (string, error) {
+	got := retrytest.SendAll(t, n, "ref-", func(ref string) (string, error) {
 		resp, err := client.Post(front.URL+"/orders", "application/json", strings.NewReader(`{"ref":"`+ref+`"}`))
 		if err != nil {
 			return "", err
@@ -191,7 +163,7 @@ func TestTransportOverAFaultyNetworkCreatesEachOrderOnce(t *testing.T) {
 	proxy = &faultyProxy{}
 	front = proxy.start(t, srv.URL, 1, 3*attemptTimeout)
 	plain := &http.Client{Timeout: attemptTimeout}
-	placeOrders(t, n, func(ref string) (string, error) {
+	retrytest.SendAll(t, n, "ref-", func(ref string) (string, error) {
 		for {
 			req, _ := http.NewRequest(http.MethodPost, front.URL+"/orders", strings.NewReader(`{"ref":"`+ref+`"}`))
 			req.Header.Set("Idempotency-Key", fmt.Sprintf(`"%d"`, rand.Int64()))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/idemkit/idem"
 	"github.com/idemkit/idem/idemotel"
+	"github.com/idemkit/idem/internal/replaybench"
 )
 
 type rig struct {
@@ -148,26 +149,7 @@ func BenchmarkReplay(b *testing.B) {
 				require.NoError(b, err)
 				opts.Observer = obs
 			}
-			st, err := idem.Open(opts)
-			require.NoError(b, err)
-			defer st.Close()
-			sc, err := st.Scope("payments", idem.ScopeOptions{})
-			require.NoError(b, err)
-			ctx := context.Background()
-			fn := func(context.Context) ([]byte, error) { return make([]byte, 256), nil }
-			for range 2 {
-				_, err := sc.Do(ctx, "order-1001", nil, fn)
-				require.NoError(b, err)
-			}
-			dst := make([]byte, 0, 512)
-			b.ReportAllocs()
-			for b.Loop() {
-				res, err := sc.DoAppend(ctx, dst[:0], "order-1001", nil, fn)
-				if err != nil || !res.Replayed {
-					b.Fatal(err)
-				}
-				dst = res.Value
-			}
+			replaybench.Run(b, opts)
 		})
 	}
 }

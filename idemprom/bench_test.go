@@ -1,13 +1,11 @@
 package idemprom_test
 
 import (
-	"context"
 	"testing"
-
-	"github.com/stretchr/testify/require"
 
 	"github.com/idemkit/idem"
 	"github.com/idemkit/idem/idemprom"
+	"github.com/idemkit/idem/internal/replaybench"
 )
 
 // BenchmarkReplay compares a cached replay without an observer and with
@@ -21,27 +19,6 @@ func BenchmarkReplay(b *testing.B) {
 		if observed {
 			name, opts.Observer = "prometheus", idemprom.New()
 		}
-		b.Run(name, func(b *testing.B) {
-			st, err := idem.Open(opts)
-			require.NoError(b, err)
-			defer st.Close()
-			sc, err := st.Scope("payments", idem.ScopeOptions{})
-			require.NoError(b, err)
-			ctx := context.Background()
-			fn := func(context.Context) ([]byte, error) { return make([]byte, 256), nil }
-			for range 2 {
-				_, err := sc.Do(ctx, "order-1001", nil, fn)
-				require.NoError(b, err)
-			}
-			dst := make([]byte, 0, 512)
-			b.ReportAllocs()
-			for b.Loop() {
-				res, err := sc.DoAppend(ctx, dst[:0], "order-1001", nil, fn)
-				if err != nil || !res.Replayed {
-					b.Fatal(err)
-				}
-				dst = res.Value
-			}
-		})
+		b.Run(name, func(b *testing.B) { replaybench.Run(b, opts) })
 	}
 }

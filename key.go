@@ -62,6 +62,10 @@ func keyPrefix(scope, tenant string) []byte {
 	return append(p, tenant...)
 }
 
+// stackKeyLen is how long a record key may be and still be built on the
+// stack by a lookup (see Scope.acquire).
+const stackKeyLen = 160
+
 // appendKey appends the record key of key under prefix to dst.
 func appendKey(dst, prefix []byte, key string) []byte {
 	dst = append(dst, prefix...)

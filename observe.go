@@ -3,6 +3,7 @@ package idem
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -154,7 +155,10 @@ func OutcomeOf(err error) Outcome {
 func (sc *Scope) observeCall(ctx context.Context, key string, start time.Time, err error, claimed bool) {
 	e := Event{Kind: EventCall, Scope: sc.name, Outcome: callOutcome(err, claimed), Duration: time.Since(start)}
 	if sc.store.observeKeys {
-		e.Key, e.Tenant = key, sc.tenant
+		// A copy, which observers may keep: the call itself keeps no
+		// reference to key, so a key converted from bytes for the call
+		// can stay on the caller's stack.
+		e.Key, e.Tenant = strings.Clone(key), sc.tenant
 	}
 	sc.store.obs.Observe(ctx, e)
 }

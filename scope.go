@@ -187,7 +187,10 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 	}
 	// The key is built on the stack: a replay served from the cache needs
 	// no more. A caller that becomes the key's owner takes a heap copy.
-	var stack [2 + MaxScopeLen + 1 + MaxTenantLen + MaxKeyLen]byte
+	// The buffer fits common keys (a UUID under a short scope and tenant);
+	// a longer one spills to the heap. Room for the longest would cost
+	// every call the zeroing of 577 bytes.
+	var stack [stackKeyLen]byte
 	k := appendKey(stack[:0], sc.prefix, key)
 	sh := st.shards.of(k)
 	for {

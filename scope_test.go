@@ -551,6 +551,29 @@ func TestDoAppend(t *testing.T) {
 	assert.Empty(t, res.Value)
 }
 
+// TestCachedReplayAllocatesNothing replays a cached key with DoAppend into
+// a reused buffer, the key converted from bytes at each call as a consumer
+// of message headers would: nothing is allocated, the key's conversion
+// included, since no call keeps a reference to its key.
+func TestCachedReplayAllocatesNothing(t *testing.T) {
+	ctx := testCtx(t)
+	sc := scopeTest(t, openTest(t, Options{InMemory: true, GCInterval: -1}), "s", ScopeOptions{})
+	key := []byte("order-1001")
+	for range 2 { // the second call reads the record and caches it
+		_, err := sc.Do(ctx, string(key), nil, value(new(int), "v"))
+		require.NoError(t, err)
+	}
+	dst := make([]byte, 0, 64)
+	fn := value(new(int), "again")
+	allocs := testing.AllocsPerRun(100, func() {
+		res, err := sc.DoAppend(ctx, dst[:0], string(key), nil, fn)
+		if err != nil || !res.Replayed {
+			t.Fatal(res, err)
+		}
+	})
+	assert.Zero(t, allocs)
+}
+
 // An in-memory store cannot hold a record over 1 MiB (Badger keeps it
 // inline): a result that large is stored as its size only, as one over
 // MaxValueSize is, and the store goes on; a scope asking for more is

@@ -3,11 +3,10 @@ package idem
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"math/bits"
 	"sync"
 	"sync/atomic"
-
-	"github.com/cespare/xxhash/v2"
 )
 
 // shard owns the calls in flight for the keys that hash to it, and a cache
@@ -41,14 +40,14 @@ type call struct {
 
 // shards is the store's fixed, power-of-two set of shards.
 type shards struct {
-	seed uint64
+	seed maphash.Seed // the process's own: keys cannot be chosen to crowd one shard
 	mask uint64
 	list []shard
 }
 
 // newShards makes n shards sharing cacheBytes of record cache.
-func newShards(n int, seed uint64, cacheBytes int) shards {
-	s := shards{seed: seed, mask: uint64(n - 1), list: make([]shard, n)}
+func newShards(n int, cacheBytes int) shards {
+	s := shards{seed: maphash.MakeSeed(), mask: uint64(n - 1), list: make([]shard, n)}
 	for i := range s.list {
 		s.list[i].calls = make(map[string]*call)
 		s.list[i].cache.init(cacheBytes / n)
@@ -70,10 +69,7 @@ func validShardCount(n int) bool { return n > 0 && n <= 1<<16 && bits.OnesCount(
 
 // of returns the shard of a persisted key.
 func (s *shards) of(key []byte) *shard {
-	var d xxhash.Digest
-	d.ResetWithSeed(s.seed)
-	_, _ = d.Write(key)
-	return &s.list[d.Sum64()&s.mask]
+	return &s.list[maphash.Bytes(s.seed, key)&s.mask]
 }
 
 // enter returns the live cached record of key if there is one; otherwise

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,7 +89,7 @@ func open(opts Options, wall func() time.Time) (*Store, error) {
 		now:           opts.Now,
 		clock:         clock,
 		readOnly:      opts.ReadOnly,
-		shards:        newShards(opts.Shards, rand.Uint64(), opts.CacheBytes),
+		shards:        newShards(opts.Shards, opts.CacheBytes),
 		scopes:        make(map[string]*Scope),
 		gcTurn:        make(chan struct{}, 1),
 		quit:          make(chan struct{}),

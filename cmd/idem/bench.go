@@ -26,7 +26,8 @@ users write by hand (pg-claim: INSERT ... ON CONFLICT DO NOTHING RETURNING,
 then SELECT the row that was there), idempg.Do with a business INSERT in
 its transaction (idem-pg-tx), and that INSERT alone (pg-insert, new keys
 only), in tables of their own, dropped afterwards.
--targets may also name badger-write, a blind db.Update{Set} per key, and
+-targets may also name idem-append, Scope.DoAppend into a pooled buffer
+(Do without the allocation of each replay's copy), badger-write, a blind db.Update{Set} per key, and
 badger-ingest, blind writes of concurrent callers committed together with
 conflict detection off: not check-and-sets, but what Badger's write alone
 costs a new key, one by one and at its ingest ceiling (the unique workload
@@ -96,7 +97,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		kinds = nil
 		for _, s := range strings.Split(*targets, ",") {
 			k := bench.Kind(strings.TrimSpace(s))
-			if !slices.Contains(slices.Concat(bench.Kinds, bench.RedisKinds, bench.Blind, bench.PostgresKinds), k) {
+			if !slices.Contains(slices.Concat(bench.Kinds, bench.RedisKinds, bench.More, bench.PostgresKinds), k) {
 				return usagef("-targets: unknown target %q", k)
 			}
 			if slices.Contains(bench.RedisKinds, k) && *redisAddr == "" {

@@ -29,7 +29,7 @@ func BenchmarkCheckAndSet(b *testing.B) {
 	for _, sync := range []bool{false, true} {
 		for _, w := range bench.Workloads {
 			for _, g := range []int{1, 8, 64} {
-				for _, kind := range slices.Concat(bench.Kinds, bench.Blind, bench.RedisKinds) {
+				for _, kind := range slices.Concat(bench.Kinds, bench.More, bench.RedisKinds) {
 					if sync && !kind.Syncs() || !kind.Fits(w) {
 						continue
 					}

@@ -36,8 +36,12 @@ type Kind string
 
 // The targets. The idem ones are idem itself; the others are baselines.
 const (
-	IdemDo      Kind = "idem-do"      // Scope.Do
-	IdemClaim   Kind = "idem-claim"   // Scope.Claim + Claim.Complete
+	IdemDo    Kind = "idem-do"    // Scope.Do
+	IdemClaim Kind = "idem-claim" // Scope.Claim + Claim.Complete
+	// IdemAppend is Scope.DoAppend into a buffer from a sync.Pool, as a
+	// hot path that writes a replayed value out and reuses the buffer:
+	// Do less the allocation of each replay's copy.
+	IdemAppend  Kind = "idem-append"
 	BadgerNaive Kind = "badger-naive" // db.Update{Get; Set}, default options
 	MemSharded  Kind = "mem-sharded"  // a sharded mutex+map: the in-memory ceiling
 	BadgerWrite Kind = "badger-write" // db.Update{Set}: a blind write, the least a new key costs on Badger
@@ -51,13 +55,14 @@ const (
 )
 
 // Kinds lists the embedded targets, idem first; RedisKinds the Redis ones.
-// Blind lists the targets that write without looking, which are not
+// More lists the embedded targets run only when named. Blind lists the targets that write without looking, which are not
 // check-and-set: they show what a store's writes alone cost, and only new
 // keys (the unique workload) make sense for them.
 var (
 	Kinds      = []Kind{IdemDo, IdemClaim, BadgerNaive, MemSharded}
 	RedisKinds = []Kind{IdemRedis, RedisSetNX}
 	Blind      = []Kind{BadgerWrite, BadgerIngest}
+	More       = append([]Kind{IdemAppend}, Blind...)
 )
 
 // Env is where targets keep their data.
@@ -70,14 +75,14 @@ type Env struct {
 
 // Open creates a target of kind in env.
 func Open(kind Kind, env Env) (Target, error) {
-	dir, sync := env.Dir, env.Sync
+	dir, syncWrites := env.Dir, env.Sync
 	switch kind {
 	case IdemRedis, RedisSetNX:
 		return openRedis(kind, env.RedisAddr)
 	case IdemPG, PGClaim, IdemPGTx, PGInsert:
 		return openPostgres(kind, env.PostgresURL)
-	case IdemDo, IdemClaim:
-		st, err := idem.Open(idem.Options{Dir: dir, SyncWrites: sync})
+	case IdemDo, IdemClaim, IdemAppend:
+		st, err := idem.Open(idem.Options{Dir: dir, SyncWrites: syncWrites})
 		if err != nil {
 			return nil, err
 		}
@@ -85,15 +90,19 @@ func Open(kind Kind, env Env) (Target, error) {
 		if err != nil {
 			return nil, errors.Join(err, st.Close())
 		}
-		return &idemTarget{st: st, sc: sc, claim: kind == IdemClaim}, nil
+		t := &idemTarget{st: st, sc: sc, claim: kind == IdemClaim}
+		if kind == IdemAppend {
+			t.buffers = &sync.Pool{New: func() any { return new([]byte) }}
+		}
+		return t, nil
 	case BadgerNaive, BadgerWrite:
-		db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithSyncWrites(sync))
+		db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithSyncWrites(syncWrites))
 		if err != nil {
 			return nil, err
 		}
 		return &badgerTarget{db: db, blind: kind == BadgerWrite}, nil
 	case BadgerIngest:
-		db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithSyncWrites(sync).WithDetectConflicts(false))
+		db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithSyncWrites(syncWrites).WithDetectConflicts(false))
 		if err != nil {
 			return nil, err
 		}
@@ -105,9 +114,10 @@ func Open(kind Kind, env Env) (Target, error) {
 }
 
 type idemTarget struct {
-	st    *idem.Store
-	sc    *idem.Scope
-	claim bool
+	st      *idem.Store
+	sc      *idem.Scope
+	claim   bool
+	buffers *sync.Pool // of *[]byte, for DoAppend; nil: Do
 }
 
 func (t *idemTarget) Claim(ctx context.Context, key, value []byte) (bool, error) {
@@ -122,7 +132,17 @@ func (t *idemTarget) Claim(ctx context.Context, key, value []byte) (bool, error)
 		}
 		return true, cl.Complete(ctx, value)
 	}
-	res, err := t.sc.Do(ctx, string(key), nil, func(context.Context) ([]byte, error) { return value, nil })
+	fn := func(context.Context) ([]byte, error) { return value, nil }
+	if t.buffers == nil {
+		res, err := t.sc.Do(ctx, string(key), nil, fn)
+		return err == nil && !res.Replayed, err
+	}
+	buf := t.buffers.Get().(*[]byte)
+	res, err := t.sc.DoAppend(ctx, (*buf)[:0], string(key), nil, fn)
+	if res.Replayed {
+		*buf = res.Value // its array, grown if need be; a first execution's value is fn's own
+	}
+	t.buffers.Put(buf)
 	return err == nil && !res.Replayed, err
 }
 
@@ -371,5 +391,5 @@ func (k Kind) Fits(w Workload) bool {
 // Syncs reports whether SyncWrites applies to the target: the embedded
 // stores on disk.
 func (k Kind) Syncs() bool {
-	return k == IdemDo || k == IdemClaim || k == BadgerNaive || k == BadgerWrite || k == BadgerIngest
+	return k == IdemDo || k == IdemClaim || k == IdemAppend || k == BadgerNaive || k == BadgerWrite || k == BadgerIngest
 }

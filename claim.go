@@ -148,10 +148,7 @@ func (cl *Claim) finish(ctx context.Context, rec *record, ttl time.Duration) (*r
 	cl.size = size
 	// Waiters get a record that aliases the bytes written, never the
 	// caller's value slice, which the caller may reuse.
-	stored := new(record)
-	if err := decodeRecord(buf, stored); err != nil {
-		return nil, err
-	}
+	stored := storedRecord(rec, buf)
 	cl.end(stored)
 	return stored, nil
 }

@@ -88,6 +88,20 @@ func appendRecord(dst []byte, r *record) []byte {
 	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
 }
 
+// storedRecord returns r as buf, its encoding by appendRecord, holds it:
+// what decodeRecord(buf) would return, without parsing buf again. Its
+// value aliases buf, which ends with the value and the checksum, never the
+// slice r was given.
+func storedRecord(r *record, buf []byte) *record {
+	s := *r
+	end := len(buf) - 4
+	s.value = buf[end-len(r.value) : end : end]
+	if len(s.fingerprint) == 0 {
+		s.fingerprint = nil
+	}
+	return &s
+}
+
 // decodeRecord parses b into r. The fingerprint and value alias b. Any
 // malformed input returns an error wrapping ErrCorrupt; it never panics.
 func decodeRecord(b []byte, r *record) error {

@@ -33,6 +33,27 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 }
 
+// TestStoredRecordIsTheDecodedOne: the record a completion hands to its
+// waiters without parsing its encoding is the one decoding gives, and
+// shares nothing with the value it was given.
+func TestStoredRecordIsTheDecodedOne(t *testing.T) {
+	for _, want := range append(sampleRecords(), record{state: stateCompleted, value: []byte{}, fingerprint: []byte{}}) {
+		t.Run(string(want.state.public()), func(t *testing.T) {
+			given := want
+			given.value = bytes.Clone(want.value)
+			buf := appendRecord(nil, &given)
+			var decoded record
+			require.NoError(t, decodeRecord(buf, &decoded))
+			stored := storedRecord(&given, buf)
+			assert.Equal(t, decoded, *stored)
+			if len(given.value) > 0 {
+				given.value[0]++
+				assert.Equal(t, want.value, stored.value, "the value is the encoding's, not the given slice")
+			}
+		})
+	}
+}
+
 func TestRecordCorruptionIsDetected(t *testing.T) {
 	for _, r := range sampleRecords() {
 		enc := appendRecord(nil, &r)

@@ -342,6 +342,7 @@ func readEpoch(txn *badger.Txn) (uint64, error) {
 func (b *Backend) close() error {
 	close(b.closing)
 	b.mending.Wait()
+	b.guard.stop()
 	b.keys.stop()
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,8 +33,10 @@ const DefaultMinFreeDisk = 64 << 20
 //     guard creates and removes a file of its own at each look, and while
 //     that fails, writes get backend.ErrStorageFault.
 //
-// It looks at most every guardInterval, on the goroutine of a caller that
-// asks; between looks, the last answer stands.
+// It looks at most every guardInterval, when a caller asks, on a goroutine
+// of its own: a look creates and removes a file, which on a busy disk
+// takes milliseconds that the caller would otherwise wait. Until a look
+// ends, the last answer stands.
 type diskGuard struct {
 	dir     string
 	min     int64        // free bytes to keep; negative: space is not watched
@@ -41,6 +44,11 @@ type diskGuard struct {
 	free    atomic.Int64
 	used    atomic.Int64          // bytes the store takes
 	fault   atomic.Pointer[error] // why the directory cannot take a new file; nil: it can
+
+	mu      sync.Mutex     // guards looking and stopped
+	looking bool           // a look started by allow is running
+	stopped bool           // wait was called: no more looks start
+	looks   sync.WaitGroup // the looks allow started
 }
 
 // guardInterval is how often the directory is looked at at most.
@@ -101,7 +109,7 @@ func (g *diskGuard) allow(claim bool) error {
 	}
 	now := time.Now().UnixNano()
 	if last := g.checked.Load(); now-last > int64(guardInterval) && g.checked.CompareAndSwap(last, now) {
-		g.look()
+		g.lookAside()
 	}
 	if err := g.fault.Load(); err != nil {
 		return fmt.Errorf("%w: %s: %w", backend.ErrStorageFault, g.dir, *err)
@@ -117,6 +125,35 @@ func (g *diskGuard) allow(claim bool) error {
 		return fmt.Errorf("%w: %d bytes free in %s, %d needed", backend.ErrDiskFull, free, g.dir, need)
 	}
 	return nil
+}
+
+// lookAside starts a look on a goroutine of its own, unless one is running
+// (a look can outlast guardInterval on a slow disk) or the guard stopped.
+func (g *diskGuard) lookAside() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.looking || g.stopped {
+		return
+	}
+	g.looking = true
+	g.looks.Go(func() {
+		g.look()
+		g.mu.Lock()
+		g.looking = false
+		g.mu.Unlock()
+	})
+}
+
+// stop waits for a running look and starts no more, so that none creates
+// a file in the directory once the store is closed.
+func (g *diskGuard) stop() {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	g.stopped = true
+	g.mu.Unlock()
+	g.looks.Wait()
 }
 
 // AllowWrite implements [backend.WriteGuard]: see diskGuard.allow. An

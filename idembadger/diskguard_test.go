@@ -1,10 +1,13 @@
 package idembadger
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/idemkit/idem/backend"
 	"github.com/stretchr/testify/assert"
@@ -38,20 +41,53 @@ func TestDiskGuard(t *testing.T) {
 
 // TestDiskGuardRefusesADirectoryThatCannotTakeAFile removes the store's
 // directory from under the guard, then puts it back: writes get
-// backend.ErrStorageFault in between, and go on once it is back.
+// backend.ErrStorageFault in between, from the first look after the
+// removal (which runs beside the callers, not in one), and go on once it
+// is back.
 func TestDiskGuardRefusesADirectoryThatCannotTakeAFile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	require.NoError(t, os.Mkdir(dir, 0o755))
 	g := newDiskGuard(Options{Dir: dir, MinFreeDisk: -1})
 	require.NoError(t, g.allow(true))
 	require.NoError(t, os.Remove(dir))
-	g.checked.Store(0) // look now
-	assert.ErrorIs(t, g.allow(true), backend.ErrStorageFault)
+	g.checked.Store(0) // look at the next call
+	assert.Eventually(t, func() bool { return errors.Is(g.allow(true), backend.ErrStorageFault) }, 5*time.Second, time.Millisecond)
 	assert.ErrorIs(t, g.allow(false), backend.ErrStorageFault, "completions too")
 	require.NoError(t, os.Mkdir(dir, 0o755))
 	g.checked.Store(0)
-	assert.NoError(t, g.allow(true), "writes go on once the directory takes files again")
+	assert.Eventually(t, func() bool { return g.allow(true) == nil }, 5*time.Second, time.Millisecond,
+		"writes go on once the directory takes files again")
+	g.stop()
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	assert.Empty(t, entries, "the probe leaves nothing behind")
+}
+
+// TestDiskGuardStopsLooking has many callers ask while looks are due
+// again and again, then stops the guard: stop waits for the running look,
+// and none starts after it, so nothing is left in the directory.
+func TestDiskGuardStopsLooking(t *testing.T) {
+	dir := t.TempDir()
+	g := newDiskGuard(Options{Dir: dir})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 2000 {
+				g.checked.Store(0)
+				_ = g.allow(true)
+				runtime.Gosched()
+			}
+		})
+	}
+	time.Sleep(10 * time.Millisecond)
+	g.stop()
+	wg.Wait()
+	g.checked.Store(0)
+	require.NoError(t, g.allow(true))
+	g.mu.Lock()
+	assert.False(t, g.looking, "no look starts after stop")
+	g.mu.Unlock()
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "no probe file is left behind")
 }

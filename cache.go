@@ -1,5 +1,7 @@
 package idem
 
+import "hash/maphash"
+
 // recordCache keeps a shard's recently used finished records, so that
 // replays of hot keys never touch the disk. It holds only records that are
 // also stored (completed, failed, too large), never in-progress ones, and
@@ -18,9 +20,16 @@ package idem
 // the front instead of dropping it. Moving an entry on every hit would
 // write to it and its two neighbours under the shard's mutex, lines that
 // the other cores replaying the same keys then have to fetch back.
+//
+// Entries are found by the key's hash (the shard's), and an entry keeps
+// its key, value and fingerprint in one allocation: a replay of a key that
+// is no longer in the processor's caches reads the map's slot, the entry
+// and that one run of bytes, not also a key string of its own. Two keys
+// with one hash cannot both be cached: the later replaces the earlier.
 type recordCache struct {
+	seed                 maphash.Seed // the shards': a key's hash is the one that chose its shard
 	limit, used          int
-	entries              map[string]*cacheEntry
+	entries              map[uint64]*cacheEntry
 	protected, probation segment
 }
 
@@ -31,12 +40,16 @@ type segment struct {
 }
 
 type cacheEntry struct {
-	key        string
-	rec        record // a copy, in the entry: a hit reads one object less from memory; never modified
-	until      int64  // Unix nanoseconds the entry may be replayed until
-	size       int
-	referenced bool // hit since eviction last passed it (protected only)
+	// What a hit reads first.
+	blob       []byte // the key, then the value and the fingerprint, which rec aliases; never modified
+	keyLen     int
+	until      int64 // Unix nanoseconds the entry may be replayed until
 	seg        *segment
+	referenced bool   // hit since eviction last passed it (protected only)
+	rec        record // a copy, in the entry: a hit reads one object less from memory
+
+	hash       uint64
+	size       int
 	prev, next *cacheEntry
 }
 
@@ -44,18 +57,29 @@ type cacheEntry struct {
 // value and fingerprint: the entry, the record and the map slot.
 const cacheEntryOverhead = 250
 
-func (c *recordCache) init(limit int) {
-	c.limit = limit
-	c.entries = make(map[string]*cacheEntry)
+func (c *recordCache) init(limit int, seed maphash.Seed) {
+	c.seed, c.limit = seed, limit
+	c.entries = make(map[uint64]*cacheEntry)
 	for _, sg := range []*segment{&c.protected, &c.probation} {
 		sg.lru.prev, sg.lru.next = &sg.lru, &sg.lru
 	}
 }
 
-// get returns the record cached for key and until when it may be
-// replayed, or nil. A hit protects the record.
-func (c *recordCache) get(key []byte) (*record, int64) {
-	e := c.entries[string(key)]
+// hash is the hash the cache finds key by: the one that chose its shard.
+func (c *recordCache) hash(key []byte) uint64 { return maphash.Bytes(c.seed, key) }
+
+// lookup returns the entry of key, whose hash is h, or nil.
+func (c *recordCache) lookup(h uint64, key []byte) *cacheEntry {
+	if e := c.entries[h]; e != nil && string(e.blob[:e.keyLen]) == string(key) {
+		return e
+	}
+	return nil
+}
+
+// get returns the record cached for key, whose hash is h, and until when
+// it may be replayed, or nil. A hit protects the record.
+func (c *recordCache) get(h uint64, key []byte) (*record, int64) {
+	e := c.lookup(h, key)
 	if e == nil {
 		return nil, 0
 	}
@@ -72,8 +96,11 @@ func (c *recordCache) get(key []byte) (*record, int64) {
 // put caches rec for key until the Unix nanosecond until, replacing what
 // was there: protected if it is being replayed, on probation if it was
 // just stored. A record larger than the whole cache is not kept.
-func (c *recordCache) put(key string, rec *record, until int64, replayed bool) {
-	c.remove(key)
+func (c *recordCache) put(key []byte, rec *record, until int64, replayed bool) {
+	h := c.hash(key)
+	if e := c.entries[h]; e != nil {
+		c.drop(e) // key's, or another key's with the same hash
+	}
 	size := len(key) + len(rec.value) + len(rec.fingerprint) + cacheEntryOverhead
 	if size > c.limit {
 		return
@@ -81,8 +108,15 @@ func (c *recordCache) put(key string, rec *record, until int64, replayed bool) {
 	for c.used+size > c.limit {
 		c.drop(c.victim())
 	}
-	e := &cacheEntry{key: key, rec: *rec, until: until, size: size}
-	c.entries[key] = e
+	blob := make([]byte, 0, len(key)+len(rec.value)+len(rec.fingerprint))
+	blob = append(append(append(blob, key...), rec.value...), rec.fingerprint...)
+	e := &cacheEntry{blob: blob, keyLen: len(key), rec: *rec, until: until, hash: h, size: size}
+	value := blob[len(key) : len(key)+len(rec.value)]
+	e.rec.value = value[:len(value):len(value)]
+	if rec.fingerprint != nil {
+		e.rec.fingerprint = blob[len(key)+len(rec.value):]
+	}
+	c.entries[h] = e
 	c.used += size
 	sg := &c.probation
 	if replayed {
@@ -112,15 +146,15 @@ func (c *recordCache) victim() *cacheEntry {
 }
 
 // remove forgets key.
-func (c *recordCache) remove(key string) {
-	if e := c.entries[key]; e != nil {
+func (c *recordCache) remove(key []byte) {
+	if e := c.lookup(c.hash(key), key); e != nil {
 		c.drop(e)
 	}
 }
 
 func (c *recordCache) drop(e *cacheEntry) {
 	c.unlink(e)
-	delete(c.entries, e.key)
+	delete(c.entries, e.hash)
 	c.used -= e.size
 }
 

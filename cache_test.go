@@ -3,6 +3,7 @@ package idem
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,32 +14,72 @@ import (
 
 func TestRecordCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	var c recordCache
-	c.init(3 * (cacheEntryOverhead + 2 + 8))
+	c.init(3*(cacheEntryOverhead+2+8), maphash.MakeSeed())
 	for i := range 3 {
-		c.put(fmt.Sprint("k", i), &record{value: make([]byte, 8)}, 1, true)
+		c.put(fmt.Append(nil, "k", i), &record{value: make([]byte, 8)}, 1, true)
 	}
-	require.NotNil(t, first(c.get([]byte("k0")))) // k1 is now the oldest
-	c.put("k3", &record{value: make([]byte, 8)}, 1, true)
-	assert.Nil(t, first(c.get([]byte("k1"))))
+	require.NotNil(t, first(getKey(&c, []byte("k0")))) // k1 is now the oldest
+	c.put([]byte("k3"), &record{value: make([]byte, 8)}, 1, true)
+	assert.Nil(t, first(getKey(&c, []byte("k1"))))
 	for _, k := range []string{"k0", "k2", "k3"} {
-		assert.NotNil(t, first(c.get([]byte(k))), k)
+		assert.NotNil(t, first(getKey(&c, []byte(k))), k)
 	}
 	assert.LessOrEqual(t, c.used, c.limit)
 
-	c.put("big", &record{value: make([]byte, c.limit)}, 1, true)
-	assert.Nil(t, first(c.get([]byte("big"))), "larger than the cache: not kept")
-	assert.NotNil(t, first(c.get([]byte("k3"))), "and nothing evicted for it")
+	c.put([]byte("big"), &record{value: make([]byte, c.limit)}, 1, true)
+	assert.Nil(t, first(getKey(&c, []byte("big"))), "larger than the cache: not kept")
+	assert.NotNil(t, first(getKey(&c, []byte("k3"))), "and nothing evicted for it")
 
-	c.put("k3", &record{value: []byte("new")}, 2, true)
-	rec, until := c.get([]byte("k3"))
+	c.put([]byte("k3"), &record{value: []byte("new")}, 2, true)
+	rec, until := getKey(&c, []byte("k3"))
 	assert.Equal(t, "new", string(rec.value))
 	assert.Equal(t, int64(2), until)
-	c.remove("k3")
-	assert.Nil(t, first(c.get([]byte("k3"))))
+	c.remove([]byte("k3"))
+	assert.Nil(t, first(getKey(&c, []byte("k3"))))
 	assert.Len(t, c.entries, 2, true)
 }
 
 func first[A, B any](a A, _ B) A { return a }
+
+// getKey is recordCache.get with the key's hash worked out.
+func getKey(c *recordCache, key []byte) (*record, int64) { return c.get(c.hash(key), key) }
+
+// TestRecordCacheFindsKeysByHashAndKey: an entry is found only by its own
+// key, also under another key's hash; a key that shares an entry's hash
+// replaces it; and a cached record is a copy of the one put, which its
+// owner may reuse.
+func TestRecordCacheFindsKeysByHashAndKey(t *testing.T) {
+	var c recordCache
+	c.init(1<<20, maphash.MakeSeed())
+	value, fp := []byte("value"), []byte("fingerprint")
+	c.put([]byte("a"), &record{state: stateCompleted, value: value, fingerprint: fp, created: 7}, 10, true)
+	value[0], fp[0] = 'X', 'X'
+	rec, until := getKey(&c, []byte("a"))
+	require.NotNil(t, rec)
+	assert.Equal(t, "value", string(rec.value))
+	assert.Equal(t, "fingerprint", string(rec.fingerprint))
+	assert.Equal(t, int64(7), rec.created)
+	assert.Equal(t, int64(10), until)
+	assert.Len(t, rec.value, cap(rec.value), "appending to a cached value cannot reach the fingerprint")
+
+	h := c.hash([]byte("a"))
+	assert.Nil(t, first(c.get(h, []byte("b"))), "another key under a's hash is not a's record")
+
+	// A key whose hash is a's (forced here: maphash collisions cannot be
+	// chosen) replaces a's entry, and the accounting stays whole.
+	e := c.entries[h]
+	delete(c.entries, h)
+	hb := c.hash([]byte("b"))
+	e.hash, c.entries[hb] = hb, e
+	c.put([]byte("b"), &record{value: []byte("b's")}, 10, true)
+	assert.Len(t, c.entries, 1)
+	rec, _ = getKey(&c, []byte("b"))
+	require.NotNil(t, rec)
+	assert.Equal(t, "b's", string(rec.value))
+	assert.Nil(t, rec.fingerprint)
+	assert.Equal(t, c.used, c.protected.used+c.probation.used)
+	assert.Equal(t, c.entries[hb].size, c.used)
+}
 
 // TestRecordCacheProtectsReplays fills the cache with records that are
 // replayed, then stores many more that nobody replays: those evict each
@@ -46,27 +87,27 @@ func first[A, B any](a A, _ B) A { return a }
 func TestRecordCacheProtectsReplays(t *testing.T) {
 	var c recordCache
 	entry := cacheEntryOverhead + 2 + 8
-	c.init(10 * entry)
+	c.init(10*entry, maphash.MakeSeed())
 	for i := range 6 {
-		c.put(fmt.Sprint("r", i), &record{value: make([]byte, 8)}, 1, true)
+		c.put(fmt.Append(nil, "r", i), &record{value: make([]byte, 8)}, 1, true)
 	}
 	for i := range 100 {
-		c.put(fmt.Sprintf("s%02d", i), &record{value: make([]byte, 7)}, 1, false)
+		c.put(fmt.Appendf(nil, "s%02d", i), &record{value: make([]byte, 7)}, 1, false)
 	}
 	for i := range 6 {
-		assert.NotNil(t, first(c.get(fmt.Appendf(nil, "r%d", i))), "replayed record r%d kept", i)
+		assert.NotNil(t, first(getKey(&c, fmt.Appendf(nil, "r%d", i))), "replayed record r%d kept", i)
 	}
-	assert.NotNil(t, first(c.get([]byte("s99"))), "the newest stored records are on probation")
-	assert.Nil(t, first(c.get([]byte("s00"))))
+	assert.NotNil(t, first(getKey(&c, []byte("s99"))), "the newest stored records are on probation")
+	assert.Nil(t, first(getKey(&c, []byte("s00"))))
 	assert.LessOrEqual(t, c.used, c.limit)
 
 	// The hit above protected s99: the next burst passes it by.
 	for i := range 100 {
-		c.put(fmt.Sprintf("n%02d", i), &record{value: make([]byte, 7)}, 1, false)
+		c.put(fmt.Appendf(nil, "n%02d", i), &record{value: make([]byte, 7)}, 1, false)
 	}
-	assert.NotNil(t, first(c.get([]byte("s99"))))
-	assert.NotNil(t, first(c.get([]byte("n99"))))
-	assert.Nil(t, first(c.get([]byte("n00"))))
+	assert.NotNil(t, first(getKey(&c, []byte("s99"))))
+	assert.NotNil(t, first(getKey(&c, []byte("n99"))))
+	assert.Nil(t, first(getKey(&c, []byte("n00"))))
 	assert.LessOrEqual(t, c.used, c.limit)
 	used := 0
 	for _, e := range c.entries {

@@ -218,7 +218,7 @@ func (s *Store) deleteExpired(keys []expiredKey, stats *GCStats) error {
 		err   error
 	)
 	for _, k := range keys {
-		sh := s.shards.of(k.key)
+		sh, _ := s.shards.of(k.key)
 		c := sh.own(k.key)
 		if c == nil {
 			continue // a caller is on it right now

@@ -236,7 +236,7 @@ func (s *Store) Delete(ctx context.Context, scope, tenant, key string) error {
 	if s.readOnly {
 		return ErrReadOnly
 	}
-	sh := s.shards.of(k)
+	sh, _ := s.shards.of(k)
 	c := sh.own(k)
 	if c == nil {
 		return ErrInProgress
@@ -312,7 +312,7 @@ func (s *Store) describe(k []byte, e Entry, now time.Time, withValue bool) (Reco
 
 // live reports whether a call of this process owns the persisted key k.
 func (s *Store) live(k []byte) bool {
-	sh := s.shards.of(k)
+	sh, _ := s.shards.of(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	return sh.calls[string(k)] != nil

@@ -192,7 +192,7 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 	// every call the zeroing of 577 bytes.
 	var stack [stackKeyLen]byte
 	k := appendKey(stack[:0], sc.prefix, key)
-	sh := st.shards.of(k)
+	sh, h := st.shards.of(k)
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
@@ -201,7 +201,7 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 		if err != nil {
 			return nil, nil, fmt.Errorf("scope %q: %w", sc.name, err)
 		}
-		cached, c, owner := sh.enter(k, now.UnixNano())
+		cached, c, owner := sh.enter(k, h, now.UnixNano())
 		if cached != nil {
 			return sc.replay(sh, cached, fingerprint)
 		}

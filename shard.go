@@ -50,7 +50,7 @@ func newShards(n int, cacheBytes int) shards {
 	s := shards{seed: maphash.MakeSeed(), mask: uint64(n - 1), list: make([]shard, n)}
 	for i := range s.list {
 		s.list[i].calls = make(map[string]*call)
-		s.list[i].cache.init(cacheBytes / n)
+		s.list[i].cache.init(cacheBytes/n, s.seed)
 	}
 	return s
 }
@@ -67,25 +67,27 @@ func (s *shards) replays() uint64 {
 // validShardCount reports whether n is a usable Options.Shards value.
 func validShardCount(n int) bool { return n > 0 && n <= 1<<16 && bits.OnesCount(uint(n)) == 1 }
 
-// of returns the shard of a persisted key.
-func (s *shards) of(key []byte) *shard {
-	return &s.list[maphash.Bytes(s.seed, key)&s.mask]
+// of returns the shard of a persisted key, and the key's hash, which
+// finds it in the shard's cache too.
+func (s *shards) of(key []byte) (*shard, uint64) {
+	h := maphash.Bytes(s.seed, key)
+	return &s.list[h&s.mask], h
 }
 
-// enter returns the live cached record of key if there is one; otherwise
-// the call that owns key now, or a new call owned by the caller (owner),
-// which must end with finish.
-func (sh *shard) enter(key []byte, now int64) (cached *record, c *call, owner bool) {
+// enter returns the live cached record of key, whose hash is h, if there
+// is one; otherwise the call that owns key now, or a new call owned by
+// the caller (owner), which must end with finish.
+func (sh *shard) enter(key []byte, h uint64, now int64) (cached *record, c *call, owner bool) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if c := sh.calls[string(key)]; c != nil {
 		return nil, c, false
 	}
-	if rec, until := sh.cache.get(key); rec != nil {
+	if rec, until := sh.cache.get(h, key); rec != nil {
 		if now < until {
 			return rec, nil, false
 		}
-		sh.cache.remove(string(key))
+		sh.cache.remove(key)
 	}
 	c = &call{done: make(chan struct{})}
 	sh.calls[string(key)] = c
@@ -124,7 +126,7 @@ func (sh *shard) finish(key []byte, c *call, rec *record, cacheUntil int64, repl
 	sh.mu.Lock()
 	delete(sh.calls, string(key))
 	if cacheUntil != 0 && rec != nil && rec.state != stateInProgress {
-		sh.cache.put(string(key), rec, cacheUntil, replayed)
+		sh.cache.put(key, rec, cacheUntil, replayed)
 	}
 	sh.mu.Unlock()
 	close(c.done)
@@ -138,7 +140,7 @@ func (sh *shard) own(key []byte) *call {
 	if sh.calls[string(key)] != nil {
 		return nil
 	}
-	sh.cache.remove(string(key))
+	sh.cache.remove(key)
 	c := &call{done: make(chan struct{})}
 	sh.calls[string(key)] = c
 	return c

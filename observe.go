@@ -104,6 +104,8 @@ type Event struct {
 	// Reclaimed and ReclaimedBytes count what a collection deleted.
 	Reclaimed, ReclaimedBytes int64
 	// Key and Tenant are set on EventCall with Options.ObserveKeys only.
+	// Key is a copy of the call's key (one allocation per observed call),
+	// which the observer may keep.
 	Key, Tenant string
 }
 

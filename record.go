@@ -91,7 +91,9 @@ func appendRecord(dst []byte, r *record) []byte {
 // storedRecord returns r as buf, its encoding by appendRecord, holds it:
 // what decodeRecord(buf) would return, without parsing buf again. Its
 // value aliases buf, which ends with the value and the checksum, never the
-// slice r was given.
+// slice r was given, and ends where the value does (an append cannot
+// reach the checksum); its fingerprint is r's own, which the caller must
+// not change.
 func storedRecord(r *record, buf []byte) *record {
 	s := *r
 	end := len(buf) - 4

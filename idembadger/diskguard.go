@@ -47,8 +47,11 @@ type diskGuard struct {
 
 	mu      sync.Mutex     // guards looking and stopped
 	looking bool           // a look started by allow is running
-	stopped bool           // wait was called: no more looks start
+	stopped bool           // stop was called: no more looks start
 	looks   sync.WaitGroup // the looks allow started
+
+	lookMu sync.Mutex             // held by each look, also Reclaim's: one at a time
+	probe  func(dir string) error // probe; tests slow it down
 }
 
 // guardInterval is how often the directory is looked at at most.
@@ -58,7 +61,7 @@ func newDiskGuard(opts Options) *diskGuard {
 	if opts.InMemory || opts.ReadOnly {
 		return nil
 	}
-	g := &diskGuard{dir: opts.Dir, min: opts.MinFreeDisk}
+	g := &diskGuard{dir: opts.Dir, min: opts.MinFreeDisk, probe: probe}
 	if g.min == 0 {
 		g.min = DefaultMinFreeDisk
 	}
@@ -73,13 +76,15 @@ func newDiskGuard(opts Options) *diskGuard {
 // look reads the free space and the store's size, and tries to create a
 // file.
 func (g *diskGuard) look() {
+	g.lookMu.Lock()
+	defer g.lookMu.Unlock()
 	if g.min >= 0 {
 		if free, ok := freeSpace(g.dir); ok {
 			g.free.Store(free)
 		}
 		g.used.Store(dirSize(g.dir))
 	}
-	if err := probe(g.dir); err != nil {
+	if err := g.probe(g.dir); err != nil {
 		g.fault.Store(&err)
 	} else {
 		g.fault.Store(nil)

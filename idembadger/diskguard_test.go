@@ -4,8 +4,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +21,7 @@ func TestDiskGuard(t *testing.T) {
 		t.Skip("free space cannot be read on this system")
 	}
 	g := newDiskGuard(Options{Dir: dir})
+	t.Cleanup(g.stop)
 	var wg sync.WaitGroup
 	for range 32 { // the very first calls, at once, see the real figure
 		wg.Go(func() { assert.NoError(t, g.allow(true)) })
@@ -28,10 +29,12 @@ func TestDiskGuard(t *testing.T) {
 	wg.Wait()
 
 	tight := newDiskGuard(Options{Dir: dir, MinFreeDisk: free * 3 / 2})
+	t.Cleanup(tight.stop)
 	assert.ErrorIs(t, tight.allow(true), backend.ErrDiskFull, "new keys stop at the margin")
 	assert.NoError(t, tight.allow(false), "completions go on down to half of it")
 
 	off := newDiskGuard(Options{Dir: dir, MinFreeDisk: -1})
+	t.Cleanup(off.stop)
 	assert.Less(t, off.min, int64(0), "a negative MinFreeDisk turns the space check off")
 	assert.NoError(t, off.allow(true))
 	assert.Nil(t, newDiskGuard(Options{InMemory: true}))
@@ -63,30 +66,48 @@ func TestDiskGuardRefusesADirectoryThatCannotTakeAFile(t *testing.T) {
 	assert.Empty(t, entries, "the probe leaves nothing behind")
 }
 
-// TestDiskGuardStopsLooking has many callers ask while looks are due
-// again and again, then stops the guard: stop waits for the running look,
-// and none starts after it, so nothing is left in the directory.
+// TestDiskGuardStopsLooking holds a look in its probe: callers are not
+// kept waiting for it, none starts a second look beside it, stop waits for
+// it to end, and no look starts after stop, so nothing is left in the
+// directory.
 func TestDiskGuardStopsLooking(t *testing.T) {
 	dir := t.TempDir()
 	g := newDiskGuard(Options{Dir: dir})
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for range 2000 {
-				g.checked.Store(0)
-				_ = g.allow(true)
-				runtime.Gosched()
-			}
-		})
+	var probes atomic.Int32
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	g.probe = func(dir string) error {
+		probes.Add(1)
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-release
+		return probe(dir)
 	}
-	time.Sleep(10 * time.Millisecond)
-	g.stop()
-	wg.Wait()
+	g.checked.Store(0)
+	require.NoError(t, g.allow(true), "the caller does not wait for the look it started")
+	<-entered
+	for range 100 {
+		g.checked.Store(0)
+		require.NoError(t, g.allow(true))
+	}
+	assert.Equal(t, int32(1), probes.Load(), "one look at a time")
+
+	stopped := make(chan struct{})
+	go func() {
+		g.stop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+		t.Fatal("stop returned while a look was running")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	<-stopped
 	g.checked.Store(0)
 	require.NoError(t, g.allow(true))
-	g.mu.Lock()
-	assert.False(t, g.looking, "no look starts after stop")
-	g.mu.Unlock()
+	assert.Equal(t, int32(1), probes.Load(), "no look starts after stop")
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	assert.Empty(t, entries, "no probe file is left behind")

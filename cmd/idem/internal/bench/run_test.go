@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -9,9 +10,11 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// TestRunEveryTargetAndWorkload runs each check-and-set target briefly:
+// new keys are all claimed, prefilled hot keys never are.
 func TestRunEveryTargetAndWorkload(t *testing.T) {
 	ctx := context.Background()
-	for _, kind := range Kinds {
+	for _, kind := range slices.Concat(Kinds, []Kind{IdemAppend}) {
 		for _, w := range []Workload{Unique, Hot} {
 			r, err := Run(ctx, Config{Kind: kind, Workload: w, Goroutines: 4, Duration: 50 * time.Millisecond, ValueSize: 64})
 			require.NoError(t, err, "%s %s", kind, w)

@@ -420,9 +420,11 @@ func (sc *Scope) outcome(rec *record, dst []byte) (Result, error) {
 	}
 	switch rec.state {
 	case stateCompleted:
-		res.Value = append(dst, rec.value...)
-		if res.Value == nil {
-			res.Value = []byte{} // an empty result is still a result
+		if dst == nil { // Do: a copy of its own, in one step (makeslicecopy, not growslice)
+			res.Value = make([]byte, len(rec.value))
+			copy(res.Value, rec.value)
+		} else {
+			res.Value = append(dst, rec.value...)
 		}
 		return res, nil
 	case stateFailed:

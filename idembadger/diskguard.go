@@ -45,13 +45,11 @@ type diskGuard struct {
 	used    atomic.Int64          // bytes the store takes
 	fault   atomic.Pointer[error] // why the directory cannot take a new file; nil: it can
 
-	mu      sync.Mutex     // guards looking and stopped
-	looking bool           // a look started by allow is running
-	stopped bool           // stop was called: no more looks start
-	looks   sync.WaitGroup // the looks allow started
-
-	lookMu sync.Mutex             // held by each look, also Reclaim's: one at a time
-	probe  func(dir string) error // probe; tests slow it down
+	lookMu  sync.Mutex             // held by each look, also Reclaim's: one at a time
+	mu      sync.Mutex             // guards stopped, and the start of a look aside
+	stopped bool                   // stop was called: no more looks start
+	looks   sync.WaitGroup         // the looks allow started
+	probe   func(dir string) error // probe; tests slow it down
 }
 
 // guardInterval is how often the directory is looked at at most.
@@ -78,6 +76,11 @@ func newDiskGuard(opts Options) *diskGuard {
 func (g *diskGuard) look() {
 	g.lookMu.Lock()
 	defer g.lookMu.Unlock()
+	g.lookHeld()
+}
+
+// lookHeld is look, for the holder of lookMu.
+func (g *diskGuard) lookHeld() {
 	if g.min >= 0 {
 		if free, ok := freeSpace(g.dir); ok {
 			g.free.Store(free)
@@ -134,18 +137,16 @@ func (g *diskGuard) allow(claim bool) error {
 
 // lookAside starts a look on a goroutine of its own, unless one is running
 // (a look can outlast guardInterval on a slow disk) or the guard stopped.
+// The lock it takes for the look is released by that goroutine.
 func (g *diskGuard) lookAside() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.looking || g.stopped {
+	if g.stopped || !g.lookMu.TryLock() {
 		return
 	}
-	g.looking = true
 	g.looks.Go(func() {
-		g.look()
-		g.mu.Lock()
-		g.looking = false
-		g.mu.Unlock()
+		defer g.lookMu.Unlock()
+		g.lookHeld()
 	})
 }
 

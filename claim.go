@@ -66,11 +66,15 @@ func (cl *Claim) Result() (Result, error) {
 // an outcome is stored even if ctx has ended, since the work it records
 // has been done.
 func (cl *Claim) Complete(ctx context.Context, value []byte) error {
-	_, err := cl.complete(ctx, value)
+	if ctx == nil {
+		return errNilContext
+	}
+	_, err := cl.complete(context.WithoutCancel(ctx), value)
 	return err
 }
 
-// complete stores value and returns the record as stored.
+// complete stores value and returns the record as stored. ctx is
+// detached from its cancellation (see finish).
 func (cl *Claim) complete(ctx context.Context, value []byte) (*record, error) {
 	sc := cl.scope
 	rec := &record{state: stateCompleted, size: uint64(len(value)), value: value}
@@ -89,6 +93,14 @@ func (cl *Claim) complete(ctx context.Context, value []byte) (*record, error) {
 // FailureTTL: every retry gets a [*FailureError] with its message (cut to
 // MaxValueSize bytes). If storing fails, the claim stays owned.
 func (cl *Claim) Fail(ctx context.Context, failure error) error {
+	if ctx == nil {
+		return errNilContext
+	}
+	return cl.fail(context.WithoutCancel(ctx), failure)
+}
+
+// fail stores failure. ctx is detached from its cancellation (see finish).
+func (cl *Claim) fail(ctx context.Context, failure error) error {
 	if failure == nil {
 		return errors.New("idem: Fail called with a nil error")
 	}
@@ -107,11 +119,10 @@ func (cl *Claim) Fail(ctx context.Context, failure error) error {
 }
 
 // finish stores rec as the claim's outcome, kept for ttl, and ends the
-// claim, sharing the stored record with the waiting duplicates.
+// claim, sharing the stored record with the waiting duplicates. ctx has
+// been detached from its cancellation by the caller (the outcome of work
+// done is stored even if ctx has ended), once for the whole outcome.
 func (cl *Claim) finish(ctx context.Context, rec *record, ttl time.Duration) (*record, error) {
-	if ctx == nil {
-		return nil, errNilContext
-	}
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	if cl.lost {
@@ -135,7 +146,7 @@ func (cl *Claim) finish(ctx context.Context, rec *record, ttl time.Duration) (*r
 	rec.fingerprint = cl.fingerprint
 	buf := encode(rec)
 	err = st.io(func(be Backend) error {
-		return be.Complete(context.WithoutCancel(ctx), cl.key, cl.owner, buf, ttl)
+		return be.Complete(ctx, cl.key, cl.owner, buf, ttl)
 	})
 	if errors.Is(err, ErrLeaseLost) {
 		cl.lose()
@@ -161,6 +172,11 @@ func (cl *Claim) Release(ctx context.Context) error {
 	if ctx == nil {
 		return errNilContext
 	}
+	return cl.release(context.WithoutCancel(ctx))
+}
+
+// release gives the key up. ctx is detached from its cancellation.
+func (cl *Claim) release(ctx context.Context) error {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	if !cl.owned || cl.finished {
@@ -168,7 +184,7 @@ func (cl *Claim) Release(ctx context.Context) error {
 	}
 	st := cl.scope.store
 	err := st.io(func(be Backend) error {
-		return be.Release(context.WithoutCancel(ctx), cl.key, cl.owner)
+		return be.Release(ctx, cl.key, cl.owner)
 	})
 	switch {
 	case err == nil:
@@ -330,7 +346,7 @@ func (cl *Claim) Run(ctx context.Context, fn func(context.Context) ([]byte, erro
 	returned := false
 	defer func() {
 		if !returned { // fn panicked: give the key back, then let the panic go on
-			_ = cl.Release(context.WithoutCancel(ctx))
+			_ = cl.release(context.WithoutCancel(ctx))
 		}
 	}()
 	value, err := fn(ctx)
@@ -339,13 +355,13 @@ func (cl *Claim) Run(ctx context.Context, fn func(context.Context) ([]byte, erro
 	ctx = context.WithoutCancel(ctx)
 	if err != nil {
 		if errors.Is(err, ErrPermanent) {
-			if ferr := cl.Fail(ctx, err); ferr != nil {
+			if ferr := cl.fail(ctx, err); ferr != nil {
 				cl.abandon()
 				return Result{}, errors.Join(err, ferr)
 			}
 			return Result{}, err
 		}
-		if rerr := cl.Release(ctx); rerr != nil {
+		if rerr := cl.release(ctx); rerr != nil {
 			return Result{}, errors.Join(err, rerr)
 		}
 		return Result{}, err

@@ -201,12 +201,12 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 		if err != nil {
 			return nil, nil, fmt.Errorf("scope %q: %w", sc.name, err)
 		}
-		cached, c, owner := sh.enter(k, h, now.UnixNano())
+		cached, c, owned := sh.enter(k, h, now.UnixNano())
 		if cached != nil {
 			return sc.replay(sh, cached, fingerprint)
 		}
-		if !owner {
-			claimed, fp := sh.state(c)
+		if owned == nil {
+			claimed, fp, done := sh.watch(c)
 			if claimed && fingerprint != nil && !bytes.Equal(fingerprint, fp) {
 				st.stats.mismatches.Add(1)
 				return nil, nil, ErrFingerprintMismatch
@@ -218,7 +218,7 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 				st.stats.coalesced.Add(1)
 			}
 			waitStart := time.Now()
-			err := c.wait(ctx)
+			err := waitFor(ctx, done)
 			if st.obs != nil {
 				st.obs.Observe(ctx, Event{Kind: EventWait, Scope: sc.name, Duration: time.Since(waitStart)})
 			}
@@ -230,9 +230,7 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 			}
 			return sc.replay(sh, c.rec, fingerprint)
 		}
-
-		k := bytes.Clone(k) // outlives this call: in the claim, the cache, the backend
-		return sc.take(ctx, k, sh, c, fingerprint, wait, now)
+		return sc.take(ctx, owned, sh, c, fingerprint, wait, now)
 	}
 }
 

@@ -1,12 +1,14 @@
 package idem
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"hash/maphash"
 	"math/bits"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // shard owns the calls in flight for the keys that hash to it, and a cache
@@ -28,11 +30,13 @@ type shard struct {
 
 // call is one owner's work on a key, which duplicates wait for.
 type call struct {
-	done chan struct{} // closed by finish
-
 	// Guarded by the shard's mu.
 	claimed     bool   // the owner holds the key (and is running)
 	fingerprint []byte // the owner's, once claimed
+	finished    bool
+	// done is closed by finish. It is made by the first duplicate that
+	// watches the call: most calls finish with nobody waiting.
+	done chan struct{}
 
 	// Written once before done is closed, read only after.
 	rec *record // the record the owner found or stored; nil: released
@@ -76,22 +80,26 @@ func (s *shards) of(key []byte) (*shard, uint64) {
 
 // enter returns the live cached record of key, whose hash is h, if there
 // is one; otherwise the call that owns key now, or a new call owned by
-// the caller (owner), which must end with finish.
-func (sh *shard) enter(key []byte, h uint64, now int64) (cached *record, c *call, owner bool) {
+// the caller, which must end with finish. The owner gets the heap copy
+// of key that the call is filed under (owned, nil for everyone else):
+// the key outlives the call in the claim, the cache and the backend, and
+// one copy serves them all. Nothing may modify it.
+func (sh *shard) enter(key []byte, h uint64, now int64) (cached *record, c *call, owned []byte) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if c := sh.calls[string(key)]; c != nil {
-		return nil, c, false
+		return nil, c, nil
 	}
 	if rec, until := sh.cache.get(h, key); rec != nil {
 		if now < until {
-			return rec, nil, false
+			return rec, nil, nil
 		}
 		sh.cache.remove(key)
 	}
-	c = &call{done: make(chan struct{})}
-	sh.calls[string(key)] = c
-	return nil, c, true
+	owned = bytes.Clone(key)
+	c = &call{}
+	sh.calls[unsafe.String(unsafe.SliceData(owned), len(owned))] = c // not a copy of its own: owned never changes
+	return nil, c, owned
 }
 
 // claim marks c, still owned, as holding the key for a caller with
@@ -102,12 +110,27 @@ func (sh *shard) claim(c *call, fingerprint []byte) {
 	sh.mu.Unlock()
 }
 
-// state reports, for a duplicate, whether c has claimed its key and with
-// which fingerprint.
-func (sh *shard) state(c *call) (claimed bool, fingerprint []byte) {
+// finishedCall is the done channel of a call that finished before anyone
+// watched it.
+var finishedCall = func() chan struct{} {
+	done := make(chan struct{})
+	close(done)
+	return done
+}()
+
+// watch reports, for a duplicate, whether c has claimed its key and with
+// which fingerprint, and returns the channel that is closed once c has
+// finished.
+func (sh *shard) watch(c *call) (claimed bool, fingerprint []byte, done <-chan struct{}) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	return c.claimed, c.fingerprint
+	switch {
+	case c.finished:
+		return c.claimed, c.fingerprint, finishedCall
+	case c.done == nil:
+		c.done = make(chan struct{})
+	}
+	return c.claimed, c.fingerprint, c.done
 }
 
 // finish ends c's ownership of key and wakes its duplicates with rec (nil:
@@ -125,11 +148,15 @@ func (sh *shard) finish(key []byte, c *call, rec *record, cacheUntil int64, repl
 	c.rec = rec
 	sh.mu.Lock()
 	delete(sh.calls, string(key))
+	c.finished = true
+	done := c.done
 	if cacheUntil != 0 && rec != nil && rec.state != stateInProgress {
 		sh.cache.put(key, rec, cacheUntil, replayed)
 	}
 	sh.mu.Unlock()
-	close(c.done)
+	if done != nil {
+		close(done)
+	}
 }
 
 // own makes the caller the owner of key, unless a caller owns it already
@@ -141,16 +168,17 @@ func (sh *shard) own(key []byte) *call {
 		return nil
 	}
 	sh.cache.remove(key)
-	c := &call{done: make(chan struct{})}
+	c := &call{}
 	sh.calls[string(key)] = c
 	return c
 }
 
-// wait blocks until c finishes or ctx ends. A waiter that gives up changes
-// nothing: the owner goes on and its outcome is stored for later retries.
-func (c *call) wait(ctx context.Context) error {
+// waitFor blocks until done, a call's (see watch), is closed or ctx ends. A
+// waiter that gives up changes nothing: the owner goes on and its outcome
+// is stored for later retries.
+func waitFor(ctx context.Context, done <-chan struct{}) error {
 	select {
-	case <-c.done:
+	case <-done:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %w", ErrInProgress, ctx.Err())

@@ -65,7 +65,10 @@ type Backend interface {
 // ClaimRequest is what [Backend.Claim] stores, and when it may replace an
 // existing entry.
 type ClaimRequest struct {
-	// Value is the in-progress entry's content.
+	// Value is the in-progress entry's content. Unlike the other slices
+	// passed in, it may be kept: the store neither reads nor modifies it
+	// once a claim has taken it, so a backend holding claims in memory
+	// need not copy it. The backend must not modify it either.
 	Value []byte
 	// Lease is how long the claim holds the key without being renewed
 	// (not used by an Exclusive backend).

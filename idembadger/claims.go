@@ -131,7 +131,7 @@ func (b *Backend) Claim(_ context.Context, key []byte, req backend.ClaimRequest)
 func (b *Backend) take(s *holdStripe, key []byte, req backend.ClaimRequest, res backend.ClaimResult, onDisk bool) (backend.ClaimResult, error) {
 	h := &hold{
 		owner:  b.token(),
-		value:  bytes.Clone(req.Value),
+		value:  req.Value, // the backend's to keep (see ClaimRequest)
 		onDisk: onDisk || !req.Volatile,
 	}
 	if !req.Volatile {

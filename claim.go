@@ -24,6 +24,9 @@ type Claim struct {
 	token       uint64 // the claim's fencing token
 	size        int64  // bytes counted for key in the scope's usage
 	claimedAt   time.Time
+	// stored is the outcome as stored, which the waiters and the cache
+	// get: in the claim, so that it costs no allocation of its own.
+	stored record
 	// leavesNothing: abandoned, the claim leaves no record behind, so its
 	// key comes off the scope's usage.
 	leavesNothing bool
@@ -159,9 +162,9 @@ func (cl *Claim) finish(ctx context.Context, rec *record, ttl time.Duration) (*r
 	cl.size = size
 	// Waiters get a record that aliases the bytes written, never the
 	// caller's value slice, which the caller may reuse.
-	stored := storedRecord(rec, buf)
-	cl.end(stored)
-	return stored, nil
+	cl.stored = storedRecord(rec, buf)
+	cl.end(&cl.stored)
+	return &cl.stored, nil
 }
 
 // Release gives the key up without an outcome: the next call for it runs

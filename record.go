@@ -94,14 +94,14 @@ func appendRecord(dst []byte, r *record) []byte {
 // slice r was given, and ends where the value does (an append cannot
 // reach the checksum); its fingerprint is r's own, which the caller must
 // not change.
-func storedRecord(r *record, buf []byte) *record {
+func storedRecord(r *record, buf []byte) record {
 	s := *r
 	end := len(buf) - 4
 	s.value = buf[end-len(r.value) : end : end]
 	if len(s.fingerprint) == 0 {
 		s.fingerprint = nil
 	}
-	return &s
+	return s
 }
 
 // decodeRecord parses b into r. The fingerprint and value alias b. Any

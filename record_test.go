@@ -45,7 +45,7 @@ func TestStoredRecordIsTheDecodedOne(t *testing.T) {
 			var decoded record
 			require.NoError(t, decodeRecord(buf, &decoded))
 			stored := storedRecord(&given, buf)
-			assert.Equal(t, decoded, *stored)
+			assert.Equal(t, decoded, stored)
 			assert.Equal(t, len(stored.value), cap(stored.value), "an append to the value cannot overwrite the checksum")
 			if len(given.value) > 0 {
 				given.value[0]++

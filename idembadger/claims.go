@@ -49,9 +49,10 @@ type holdStripe struct {
 // hold is one claim held in this process.
 type hold struct {
 	owner     uint64
-	value     []byte // the in-progress entry's content
-	onDisk    bool   // something is stored under the key: the claim, or what it replaced
-	finishing bool   // Complete or Release is writing
+	value     []byte     // the in-progress entry's content
+	onDisk    bool       // something is stored under the key: the claim, or what it replaced
+	finishing bool       // Complete or Release is writing
+	filtered  *filterSet // the presence filters the claim added key to (see presence.check)
 }
 
 func (h *hold) entry() backend.Entry {
@@ -93,8 +94,8 @@ func (b *Backend) Claim(_ context.Context, key []byte, req backend.ClaimRequest)
 			s.mu.Unlock()
 			return backend.ClaimResult{Found: true, Prev: h.entry()}, nil
 		}
-		if !b.keys.mayHold(key) {
-			return b.take(s, key, req, backend.ClaimResult{}, false) // not stored: no read
+		if may, in := b.keys.check(key); !may {
+			return b.take(s, key, req, backend.ClaimResult{}, false, in) // not stored: no read
 		}
 		gen := s.gen
 		s.mu.Unlock()
@@ -122,17 +123,19 @@ func (b *Backend) Claim(_ context.Context, key []byte, req backend.ClaimRequest)
 				return res, nil
 			}
 		}
-		return b.take(s, key, req, res, found)
+		return b.take(s, key, req, res, found, nil)
 	}
 }
 
 // take makes a new hold of key for req, replacing what res.Prev describes,
-// and persists it unless it is volatile. s.mu is held; take unlocks it.
-func (b *Backend) take(s *holdStripe, key []byte, req backend.ClaimRequest, res backend.ClaimResult, onDisk bool) (backend.ClaimResult, error) {
+// and persists it unless it is volatile. filtered is where check added
+// key. s.mu is held; take unlocks it.
+func (b *Backend) take(s *holdStripe, key []byte, req backend.ClaimRequest, res backend.ClaimResult, onDisk bool, filtered *filterSet) (backend.ClaimResult, error) {
 	h := &hold{
-		owner:  b.token(),
-		value:  req.Value, // the backend's to keep (see ClaimRequest)
-		onDisk: onDisk || !req.Volatile,
+		owner:    b.token(),
+		value:    req.Value, // the backend's to keep (see ClaimRequest)
+		onDisk:   onDisk || !req.Volatile,
+		filtered: filtered,
 	}
 	if !req.Volatile {
 		h.finishing = true // not given up before it is written
@@ -143,7 +146,7 @@ func (b *Backend) take(s *holdStripe, key []byte, req backend.ClaimRequest, res 
 	if req.Volatile {
 		return res, nil
 	}
-	err := b.write(change{key: key, value: frame(h.owner, req.Value), meta: metaClaim})
+	err := b.write(change{key: key, value: frame(h.owner, req.Value), meta: metaClaim}, h.filtered)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
@@ -194,7 +197,7 @@ func (b *Backend) Complete(_ context.Context, key []byte, owner uint64, value []
 	if err != nil {
 		return err
 	}
-	err = b.write(change{key: key, value: value})
+	err = b.write(change{key: key, value: value}, h.filtered)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
@@ -213,7 +216,7 @@ func (b *Backend) Release(_ context.Context, key []byte, owner uint64) error {
 		return err
 	}
 	if h.onDisk {
-		err = b.write(change{key: key, delete: true})
+		err = b.write(change{key: key, delete: true}, nil)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -251,7 +254,7 @@ func (b *Backend) Delete(_ context.Context, key []byte) error {
 		s.end(key, h)
 	}
 	s.mu.Unlock()
-	return b.write(change{key: key, delete: true})
+	return b.write(change{key: key, delete: true}, nil)
 }
 
 // Scan implements [Backend].
@@ -280,11 +283,12 @@ func (b *Backend) Close() error { return b.close() }
 
 // write commits one change with the group committer. A key written is
 // added to the presence filter once the commit has returned, also when it
-// failed (the write may have landed all the same).
-func (b *Backend) write(ch change) error {
+// failed (the write may have landed all the same), unless its claim
+// added it to the filters still in use (filtered).
+func (b *Backend) write(ch change, filtered *filterSet) error {
 	err := b.commit(ch)
 	if !ch.delete {
-		b.keys.add(ch.key)
+		b.keys.add(ch.key, filtered)
 	}
 	return err
 }

@@ -60,21 +60,37 @@ func (p *presence) start(b *Backend, minKeys int) {
 	p.refresh()
 }
 
-// mayHold reports whether key may be stored: false only if it is not.
-func (p *presence) mayHold(key []byte) bool {
+// check reports whether key may be stored (false only if it is not), for
+// a claim that takes key if it is not: such a key is added at once, while
+// its block is in the processor's cache, and check returns the filters it
+// went into (nil: none), which the claim's writes give to add.
+func (p *presence) check(key []byte) (may bool, in *filterSet) {
 	f := p.filters.Load()
 	if f == nil || f.cur == nil {
-		return true
+		return true, nil
 	}
-	return f.cur.has(key)
+	had, full := f.cur.hasOrAdd(key)
+	if had {
+		return true, nil
+	}
+	if f.next != nil {
+		f.next.add(key)
+	}
+	if full {
+		p.refresh()
+	}
+	return false, f
 }
 
 // add records that key is stored, or may be: a commit that wrote it has
-// returned, with or without an error.
-func (p *presence) add(key []byte) {
+// returned, with or without an error. A key that check put in the filters
+// still in use (in) is in them already. (Filters put in use since hold it
+// too: a refresh scans a snapshot taken after it installed the new
+// filter, so the scan sees every commit that returned before.)
+func (p *presence) add(key []byte, in *filterSet) {
 	f := p.filters.Load()
-	if f == nil {
-		return // not in use (read-only)
+	if f == nil || f == in {
+		return // not in use (read-only), or added by check
 	}
 	full := false
 	if f.cur != nil {
@@ -212,14 +228,18 @@ func (f *bloom) add(key []byte) (full bool) {
 	return set && f.added.Add(1) > f.keys
 }
 
-// has reports whether all of key's bits are set.
-func (f *bloom) has(key []byte) bool {
+// hasOrAdd reports whether all of key's bits were set, and sets them if
+// not, reporting then, as add does, whether the filter is over capacity.
+func (f *bloom) hasOrAdd(key []byte) (had, full bool) {
 	block, p := f.probes(key)
+	set := false
 	for range bloomProbes {
-		if block[p>>6&7].Load()&(uint64(1)<<(p&63)) == 0 {
-			return false
+		w, m := &block[p>>6&7], uint64(1)<<(p&63)
+		if w.Load()&m == 0 {
+			w.Or(m)
+			set = true
 		}
 		p >>= 9
 	}
-	return true
+	return !set, set && f.added.Add(1) > f.keys
 }

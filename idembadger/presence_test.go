@@ -119,3 +119,25 @@ func TestPresenceRefillsMissNothing(t *testing.T) {
 		}
 	}
 }
+
+// mayHold reports whether key may be stored, as check does, without
+// adding it.
+func (p *presence) mayHold(key []byte) bool {
+	f := p.filters.Load()
+	if f == nil || f.cur == nil {
+		return true
+	}
+	return f.cur.has(key)
+}
+
+// has reports whether all of key's bits are set.
+func (f *bloom) has(key []byte) bool {
+	block, p := f.probes(key)
+	for range bloomProbes {
+		if block[p>>6&7].Load()&(uint64(1)<<(p&63)) == 0 {
+			return false
+		}
+		p >>= 9
+	}
+	return true
+}

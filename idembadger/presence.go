@@ -17,7 +17,8 @@ import (
 //
 // Why nothing stored is missed: every record is written while its key is
 // held (see holds), and the writer adds the key once its commit has
-// returned, before the hold ends; a claim consults the filter under the
+// returned, before the hold ends (or its claim added it already, to the
+// filters still in use: see check); a claim consults the filter under the
 // hold's lock, and only when no hold is left. The keys stored before Open
 // are added by a scan, which runs in the background; until it has ended,
 // every claim reads.

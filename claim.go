@@ -20,10 +20,10 @@ type Claim struct {
 	call        *call
 	fingerprint []byte
 	owned       bool
-	owner       uint64 // the backend's name for this claim's holder
-	token       uint64 // the claim's fencing token
-	size        int64  // bytes counted for key in the scope's usage
-	claimedAt   time.Time
+	owner       uint64    // the backend's name for this claim's holder
+	token       uint64    // the claim's fencing token
+	size        int64     // bytes counted for key in the scope's usage
+	claimedAt   time.Time // set only for an observer (Options.Observer)
 	// stored is the outcome as stored, which the waiters and the cache
 	// get: in the claim, so that it costs no allocation of its own.
 	stored record

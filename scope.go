@@ -362,11 +362,14 @@ func (sc *Scope) claimed(k []byte, sh *shard, c *call, fingerprint []byte, req C
 	size := recordSize(k, len(req.Value))
 	sc.usage.entered(size, res.Found, recordSize(k, len(res.Prev.Value)))
 	sh.claim(c, fingerprint)
-	cl := &Claim{scope: sc, key: k, shard: sh, call: c, fingerprint: fingerprint, owned: true, claimedAt: time.Now(),
+	cl := &Claim{scope: sc, key: k, shard: sh, call: c, fingerprint: fingerprint, owned: true,
 		owner: res.Owner, token: res.Token, size: size,
 		// Only a volatile claim of a new key on an exclusive backend leaves
 		// nothing stored if it is abandoned.
 		leavesNothing: st.exclusive && req.Volatile && !res.Found}
+	if st.obs != nil {
+		cl.claimedAt = time.Now() // for the execution's duration
+	}
 	st.stats.inFlight.Add(1)
 	st.stats.claims.Add(1)
 	cl.startRenewal()

@@ -45,19 +45,17 @@ func TestDiskGuard(t *testing.T) {
 // TestDiskGuardRefusesADirectoryThatCannotTakeAFile removes the store's
 // directory from under the guard, then puts it back: writes get
 // backend.ErrStorageFault in between, from the first look after the
-// removal (which runs beside the callers, not in one), and go on once it
-// is back.
+// removal (which runs beside the callers, not in one, once the interval
+// has passed), and go on once it is back.
 func TestDiskGuardRefusesADirectoryThatCannotTakeAFile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	require.NoError(t, os.Mkdir(dir, 0o755))
 	g := newDiskGuard(Options{Dir: dir, MinFreeDisk: -1})
 	require.NoError(t, g.allow(true))
 	require.NoError(t, os.Remove(dir))
-	g.checked.Store(0) // look at the next call
 	assert.Eventually(t, func() bool { return errors.Is(g.allow(true), backend.ErrStorageFault) }, 5*time.Second, time.Millisecond)
 	assert.ErrorIs(t, g.allow(false), backend.ErrStorageFault, "completions too")
 	require.NoError(t, os.Mkdir(dir, 0o755))
-	g.checked.Store(0)
 	assert.Eventually(t, func() bool { return g.allow(true) == nil }, 5*time.Second, time.Millisecond,
 		"writes go on once the directory takes files again")
 	g.stop()
@@ -84,11 +82,11 @@ func TestDiskGuardStopsLooking(t *testing.T) {
 		<-release
 		return probe(dir)
 	}
-	g.checked.Store(0)
+	g.due.Store(true)
 	require.NoError(t, g.allow(true), "the caller does not wait for the look it started")
 	<-entered
 	for range 100 {
-		g.checked.Store(0)
+		g.due.Store(true)
 		require.NoError(t, g.allow(true))
 	}
 	assert.Equal(t, int32(1), probes.Load(), "one look at a time")
@@ -105,7 +103,7 @@ func TestDiskGuardStopsLooking(t *testing.T) {
 	}
 	close(release)
 	<-stopped
-	g.checked.Store(0)
+	g.due.Store(true)
 	require.NoError(t, g.allow(true))
 	assert.Equal(t, int32(1), probes.Load(), "no look starts after stop")
 	entries, err := os.ReadDir(dir)

@@ -33,6 +33,7 @@ type Store struct {
 	observeKeys bool
 	now         func() time.Time // Options.Now, or the process's clock
 	clock       Clock            // the backend's clock, when it has one and Options.Now is nil
+	recent      *recentClock     // cache hits' clock when the store's is the process's; nil: not
 	epoch       uint64
 	readOnly    bool
 	shards      shards
@@ -67,10 +68,11 @@ func open(opts Options, wall func() time.Time) (*Store, error) {
 		return nil, err
 	}
 	clock, _ := opts.Backend.(Clock)
-	if opts.Now != nil {
-		clock = nil // the caller's clock rules
-	} else {
+	processClock := opts.Now == nil
+	if processClock {
 		opts.Now = wall
+	} else {
+		clock = nil // the caller's clock rules
 	}
 	be := opts.Backend
 	if be == nil {
@@ -94,6 +96,9 @@ func open(opts Options, wall func() time.Time) (*Store, error) {
 		gcTurn:        make(chan struct{}, 1),
 		quit:          make(chan struct{}),
 		collectorDone: make(chan struct{}),
+	}
+	if processClock && clock == nil {
+		s.recent = newRecentClock(wall)
 	}
 	if ex, ok := be.(Exclusive); ok {
 		s.exclusive, s.epoch = true, ex.Epoch()
@@ -143,6 +148,9 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.shut.Store(true)
+	if s.recent != nil {
+		s.recent.stop()
+	}
 	if err := s.be.Close(); err != nil {
 		return fmt.Errorf("idem: close: %w", err)
 	}
@@ -330,6 +338,18 @@ func (s *Store) time(ctx context.Context) (time.Time, error) {
 		return s.clock.Now(ctx)
 	}
 	return s.now(), nil
+}
+
+// hitTime is the time, in Unix nanoseconds, that a record in the cache is
+// checked against: the recent clock's, whose lag can only keep a record
+// a little longer (see recentClock), or the store's own clock when it is
+// not the process's.
+func (s *Store) hitTime(ctx context.Context) (int64, error) {
+	if s.recent != nil {
+		return s.recent.Now(), nil
+	}
+	t, err := s.time(ctx)
+	return t.UnixNano(), err
 }
 
 // load reads the record stored under the persisted key k. rec is nil when

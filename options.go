@@ -198,9 +198,7 @@ const (
 // results for 24 hours and reruns orphans.
 type ScopeOptions struct {
 	// TTL is how long a completed result is kept and replayed. Zero means
-	// 24 hours; at most MaxTTL (100 years, for "forever"). A result in the
-	// store's cache may be replayed up to a millisecond past it, unless
-	// Options.Now is set (see docs/guarantees.md).
+	// 24 hours; at most MaxTTL (100 years, for "forever").
 	TTL time.Duration
 	// FailureTTL is how long a permanent failure (see Permanent) is kept.
 	// Zero means TTL.

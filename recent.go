@@ -6,15 +6,18 @@ import (
 	"time"
 )
 
-// recentClock is the time that replays from the cache are checked against:
-// the process's clock as of at most a tick ago, read from memory. A clock
-// read costs 66–90 ns on the machines measured (docs/numbers.md), a third
-// of a cached replay.
+// recentClock is what replays from the cache are checked against: the
+// process's clock as of a recent tick, read from memory. A clock read
+// costs 45–90 ns on the machines measured (docs/numbers.md), a third of a
+// cached replay.
 //
-// A time that lags can only make a cached record look younger than it is:
-// a record may be replayed for up to a tick (more while timers run late)
-// past the end of its TTL, and never forgotten early. Everything a call
-// stores, and every decision but that hit, reads the clock itself.
+// Its lag is a tick (a millisecond) while timers run on time, and more
+// when every processor is busy, since a timer runs only when the scheduler
+// gets to it. So a cached record is replayed from it only
+// while it has recentSlack to live by this clock; nearer its deadline the
+// call takes the path that reads the clock itself, and expiry stays exact
+// unless timers run more than recentSlack late. Everything a call stores,
+// and every other decision, reads the clock itself.
 //
 // The clock ticks only while it is read: a tick that finds no read since
 // the one before stops it, and the next read, seeing it stopped, reads the
@@ -30,8 +33,13 @@ type recentClock struct {
 	stopped bool
 }
 
-// recentTick is how often a read clock is brought up to date.
-const recentTick = time.Millisecond
+// recentTick is how often a read clock is brought up to date, and
+// recentSlack how much longer a record must live by it to be replayed from
+// the cache without reading the clock: a thousand ticks.
+const (
+	recentTick  = time.Millisecond
+	recentSlack = time.Second
+)
 
 func newRecentClock(wall func() time.Time) *recentClock { return &recentClock{wall: wall} }
 
@@ -47,11 +55,12 @@ func (c *recentClock) Now() int64 {
 }
 
 // start reads the clock and, unless it is ticking already or stopped,
-// starts it.
+// starts it. The clock is read under the lock, so that a reading delayed
+// on its way cannot set a newer one back.
 func (c *recentClock) start() int64 {
-	now := c.wall().UnixNano()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := c.wall().UnixNano()
 	if c.ticking.Load() || c.stopped {
 		return now
 	}

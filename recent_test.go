@@ -36,22 +36,48 @@ func TestRecentClockTicksWhileRead(t *testing.T) {
 	assert.False(t, c.ticking.Load())
 }
 
-// A cached record is not replayed once its TTL has passed by more than the
-// recent clock's lag: the key runs again.
-func TestCachedRecordExpiresWithTheProcessClock(t *testing.T) {
-	st := openTest(t, Options{InMemory: true, GCInterval: -1})
-	const ttl = 20 * time.Millisecond
+// A hit reads no clock, and a lagging recent clock cannot replay a record
+// past its deadline: within recentSlack of it the clock itself decides.
+func TestCachedRecordExpiresOnTimeWhileTheRecentClockLags(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var wall atomic.Int64
+	var wallReads atomic.Int64
+	wall.Store(start.UnixNano())
+	st, err := open(Options{InMemory: true, GCInterval: -1}, func() time.Time {
+		wallReads.Add(1)
+		return time.Unix(0, wall.Load())
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	// A clock that never ticks: it says what the test sets, however late.
+	lagging := newRecentClock(st.recent.wall)
+	lagging.ticking.Store(true)
+	st.recent.stop()
+	st.recent = lagging
+	set := func(now, recent time.Duration) {
+		wall.Store(start.Add(now).UnixNano())
+		lagging.now.Store(start.Add(recent).UnixNano())
+	}
+
+	const ttl = time.Hour
 	sc := scopeTest(t, st, "s", ScopeOptions{TTL: ttl})
 	ctx := context.Background()
 	runs := 0
 	fn := func(context.Context) ([]byte, error) { runs++; return []byte("v"), nil }
-	for range 3 { // the second call reads the record and caches it; the third replays from the cache
+	for range 2 { // the second call reads the record and caches it
 		_, err := sc.Do(ctx, "k", nil, fn)
 		require.NoError(t, err)
 	}
-	require.Equal(t, 1, runs)
-	time.Sleep(ttl + 50*time.Millisecond)
+
+	set(time.Minute, time.Minute)
+	before := wallReads.Load()
 	res, err := sc.Do(ctx, "k", nil, fn)
+	require.NoError(t, err)
+	assert.True(t, res.Replayed)
+	assert.Equal(t, before, wallReads.Load(), "a hit reads no clock")
+
+	set(ttl+time.Millisecond, ttl-recentSlack/2) // expired; the recent clock half a slack behind
+	res, err = sc.Do(ctx, "k", nil, fn)
 	require.NoError(t, err)
 	assert.False(t, res.Replayed, "an expired record is not replayed from the cache")
 	assert.Equal(t, 2, runs)

@@ -197,11 +197,11 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
 		}
-		hitNow, err := st.hitTime(ctx)
+		horizon, now, err := st.hitHorizon(ctx)
 		if err != nil {
 			return nil, nil, fmt.Errorf("scope %q: %w", sc.name, err)
 		}
-		cached, c, owned := sh.enter(k, h, hitNow)
+		cached, c, owned := sh.enter(k, h, horizon)
 		if cached != nil {
 			return sc.replay(sh, cached, fingerprint)
 		}
@@ -230,10 +230,11 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 			}
 			return sc.replay(sh, c.rec, fingerprint)
 		}
-		now, err := st.time(ctx) // the claim's creation, and what the backend's record is checked against
-		if err != nil {
-			sh.finish(owned, c, nil, 0, false)
-			return nil, nil, fmt.Errorf("scope %q: %w", sc.name, err)
+		if now.IsZero() { // the claim's creation, and what the backend's record is checked against
+			if now, err = st.time(ctx); err != nil {
+				sh.finish(owned, c, nil, 0, false)
+				return nil, nil, fmt.Errorf("scope %q: %w", sc.name, err)
+			}
 		}
 		return sc.take(ctx, owned, sh, c, fingerprint, wait, now)
 	}

@@ -78,23 +78,24 @@ func (s *shards) of(key []byte) (*shard, uint64) {
 	return &s.list[h&s.mask], h
 }
 
-// enter returns the live cached record of key, whose hash is h, if there
-// is one; otherwise the call that owns key now, or a new call owned by
-// the caller, which must end with finish. The owner gets the heap copy
+// enter returns the cached record of key, whose hash is h, if there is one
+// that lives past horizon (Unix nanoseconds; see Store.hitHorizon);
+// otherwise the call that owns key now, or a new call owned by the
+// caller, which must end with finish. The owner gets the heap copy
 // of key that the call is filed under (owned, nil for everyone else):
 // the key outlives the call in the claim, the cache and the backend, and
 // one copy serves them all. Nothing may modify it.
-func (sh *shard) enter(key []byte, h uint64, now int64) (cached *record, c *call, owned []byte) {
+func (sh *shard) enter(key []byte, h uint64, horizon int64) (cached *record, c *call, owned []byte) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if c := sh.calls[string(key)]; c != nil {
 		return nil, c, nil
 	}
 	if rec, until := sh.cache.get(h, key); rec != nil {
-		if now < until {
+		if horizon < until {
 			return rec, nil, nil
 		}
-		sh.cache.remove(key)
+		sh.cache.remove(key) // expired, or near it: the backend and the clock decide
 	}
 	owned = bytes.Clone(key)
 	c = &call{}

@@ -33,7 +33,7 @@ type Store struct {
 	observeKeys bool
 	now         func() time.Time // Options.Now, or the process's clock
 	clock       Clock            // the backend's clock, when it has one and Options.Now is nil
-	recent      *recentClock     // cache hits' clock when the store's is the process's; nil: not
+	recent      *recentClock     // cache hits' clock when the store's is the process's; nil: it is not
 	epoch       uint64
 	readOnly    bool
 	shards      shards
@@ -340,16 +340,17 @@ func (s *Store) time(ctx context.Context) (time.Time, error) {
 	return s.now(), nil
 }
 
-// hitTime is the time, in Unix nanoseconds, that a record in the cache is
-// checked against: the recent clock's, whose lag can only keep a record
-// a little longer (see recentClock), or the store's own clock when it is
-// not the process's.
-func (s *Store) hitTime(ctx context.Context) (int64, error) {
+// hitHorizon is the time, in Unix nanoseconds, that a record in the cache
+// must live past to be replayed from there: the recent clock's time plus
+// recentSlack (see recentClock), or, when the store's clock is not the
+// process's, that clock's time, which is also returned as now (otherwise
+// now is zero: not read yet).
+func (s *Store) hitHorizon(ctx context.Context) (horizon int64, now time.Time, err error) {
 	if s.recent != nil {
-		return s.recent.Now(), nil
+		return s.recent.Now() + int64(recentSlack), time.Time{}, nil
 	}
-	t, err := s.time(ctx)
-	return t.UnixNano(), err
+	now, err = s.time(ctx)
+	return now.UnixNano(), now, err
 }
 
 // load reads the record stored under the persisted key k. rec is nil when

@@ -23,8 +23,8 @@ import (
 // Methods are called concurrently, also for one key. Keys are at most
 // 1 KiB, and every key the store passes starts with the byte 0x01: a
 // backend may keep data of its own under keys that start otherwise. Slices
-// passed in must not be kept after the call returns, and slices returned
-// belong to the caller.
+// passed in must not be modified, nor kept after the call returns (but see
+// ClaimRequest.Value), and slices returned belong to the caller.
 type Backend interface {
 	// Claim atomically makes the caller the owner of key, storing
 	// req.Value as its in-progress entry, if key holds no entry, or holds

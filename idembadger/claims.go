@@ -94,8 +94,12 @@ func (b *Backend) Claim(_ context.Context, key []byte, req backend.ClaimRequest)
 			s.mu.Unlock()
 			return backend.ClaimResult{Found: true, Prev: h.entry()}, nil
 		}
-		if may, in := b.keys.check(key); !may {
-			return b.take(s, key, req, backend.ClaimResult{}, false, in) // not stored: no read
+		if may, in, full := b.keys.check(key); !may {
+			res, err := b.take(s, key, req, backend.ClaimResult{}, false, in) // not stored: no read
+			if full {
+				b.keys.refresh()
+			}
+			return res, err
 		}
 		gen := s.gen
 		s.mu.Unlock()

@@ -64,23 +64,23 @@ func (p *presence) start(b *Backend, minKeys int) {
 // check reports whether key may be stored (false only if it is not), for
 // a claim that takes key if it is not: such a key is added at once, while
 // its block is in the processor's cache, and check returns the filters it
-// went into (nil: none), which the claim's writes give to add.
-func (p *presence) check(key []byte) (may bool, in *filterSet) {
+// went into (nil: none), which the claim's writes give to add. full says
+// that the filter now holds more keys than it was sized for: the caller
+// calls refresh once it holds no lock (a refresh allocates the next filter
+// and asks Badger for its size).
+func (p *presence) check(key []byte) (may bool, in *filterSet, full bool) {
 	f := p.filters.Load()
 	if f == nil || f.cur == nil {
-		return true, nil
+		return true, nil, false
 	}
 	had, full := f.cur.hasOrAdd(key)
 	if had {
-		return true, nil
+		return true, nil, false
 	}
 	if f.next != nil {
 		f.next.add(key)
 	}
-	if full {
-		p.refresh()
-	}
-	return false, f
+	return false, f, full
 }
 
 // add records that key is stored, or may be: a commit that wrote it has

@@ -114,12 +114,19 @@ func New(scope *idem.Scope, stream jetstream.Stream, cons jetstream.Consumer, ha
 	return c, nil
 }
 
+// pullExpiry is how long one pull request waits for messages. A pull the
+// server never answers (seen under load: the consumer got its first
+// batch, then nothing) is noticed once two heartbeats, at half the expiry
+// each, are missed, and pulled again: with nats.go's default expiry of
+// 30 s, a consumer stood still for 30 s with messages pending.
+const pullExpiry = 5 * time.Second
+
 // Run pulls messages and handles them until ctx ends, then waits for the
 // messages being handled and returns nil. Messages pulled but not yet
 // handled are not acknowledged and come again after AckWait. It returns
 // an error if the consumer cannot be read (it was deleted, say).
 func (c *Consumer) Run(ctx context.Context) error {
-	it, err := c.cons.Messages(jetstream.PullMaxMessages(c.prefetch))
+	it, err := c.cons.Messages(jetstream.PullMaxMessages(c.prefetch), jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		return fmt.Errorf("idemnats: %w", err)
 	}

@@ -81,7 +81,7 @@ func BenchmarkConsume(b *testing.B) {
 // bareRun acknowledges every message of cons with workers goroutines, the
 // way Consumer.Run pulls them, until ctx ends.
 func bareRun(ctx context.Context, cons jetstream.Consumer, workers int) {
-	it, err := cons.Messages(jetstream.PullMaxMessages(2 * workers))
+	it, err := cons.Messages(jetstream.PullMaxMessages(2*workers), jetstream.PullExpiry(pullExpiry)) // as Consumer.Run pulls
 	if err != nil {
 		return
 	}

@@ -13,15 +13,20 @@ import (
 //
 // Its lag is a tick (a millisecond) while timers run on time, and more
 // when every processor is busy, since a timer runs only when the scheduler
-// gets to it. So a cached record is replayed from it only
-// while it has recentSlack to live by this clock; nearer its deadline the
-// call takes the path that reads the clock itself, and expiry stays exact
-// unless timers run more than recentSlack late. Everything a call stores,
-// and every other decision, reads the clock itself.
+// gets to it. So a cached record is replayed on its word only while it has
+// recentSlack to live by this clock; nearer its deadline the hit reads the
+// clock itself (see shard.enter), and expiry stays exact unless timers run
+// more than recentSlack late. One case makes them: a process frozen
+// (SIGSTOP, a paused or migrated VM, a suspended host) resumes with the
+// time it froze at, and for the milliseconds until the overdue tick runs
+// a record whose deadline passed during the freeze may still be replayed.
+// Late, never early: a key never runs twice for it. Everything a call
+// stores, and every other decision, reads the clock itself.
 //
 // The clock ticks only while it is read: a tick that finds no read since
 // the one before stops it, and the next read, seeing it stopped, reads the
-// clock and starts it again. An idle store wakes nobody.
+// clock and starts it again. An idle store wakes nobody; its first hit
+// after a rest reads the clock.
 type recentClock struct {
 	wall    func() time.Time
 	now     atomic.Int64 // Unix nanoseconds at the last tick

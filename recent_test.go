@@ -36,9 +36,13 @@ func TestRecentClockTicksWhileRead(t *testing.T) {
 	assert.False(t, c.ticking.Load())
 }
 
-// A hit reads no clock, and a lagging recent clock cannot replay a record
-// past its deadline: within recentSlack of it the clock itself decides.
+// A hit reads no clock; a lagging recent clock cannot replay a record past
+// its deadline, since within recentSlack of it the clock itself decides;
+// and a record that near its deadline but live is still replayed from the
+// cache, for a clock read.
 func TestCachedRecordExpiresOnTimeWhileTheRecentClockLags(t *testing.T) {
+	const lag = 500 * time.Millisecond
+	require.Greater(t, recentSlack, lag)
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var wall atomic.Int64
 	var wallReads atomic.Int64
@@ -49,14 +53,16 @@ func TestCachedRecordExpiresOnTimeWhileTheRecentClockLags(t *testing.T) {
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
+	be := &countingBackend{Backend: st.be}
+	st.be = be
 	// A clock that never ticks: it says what the test sets, however late.
 	lagging := newRecentClock(st.recent.wall)
 	lagging.ticking.Store(true)
 	st.recent.stop()
 	st.recent = lagging
-	set := func(now, recent time.Duration) {
+	set := func(now time.Duration) {
 		wall.Store(start.Add(now).UnixNano())
-		lagging.now.Store(start.Add(recent).UnixNano())
+		lagging.now.Store(start.Add(now - lag).UnixNano())
 	}
 
 	const ttl = time.Hour
@@ -68,15 +74,24 @@ func TestCachedRecordExpiresOnTimeWhileTheRecentClockLags(t *testing.T) {
 		_, err := sc.Do(ctx, "k", nil, fn)
 		require.NoError(t, err)
 	}
+	lookups := be.gets.Load()
 
-	set(time.Minute, time.Minute)
-	before := wallReads.Load()
+	set(time.Minute)
+	reads := wallReads.Load()
 	res, err := sc.Do(ctx, "k", nil, fn)
 	require.NoError(t, err)
 	assert.True(t, res.Replayed)
-	assert.Equal(t, before, wallReads.Load(), "a hit reads no clock")
+	assert.Equal(t, reads, wallReads.Load(), "a hit far from the deadline reads no clock")
 
-	set(ttl+time.Millisecond, ttl-recentSlack/2) // expired; the recent clock half a slack behind
+	set(ttl - recentSlack/4) // live, but nearer its deadline than the slack
+	reads = wallReads.Load()
+	res, err = sc.Do(ctx, "k", nil, fn)
+	require.NoError(t, err)
+	assert.True(t, res.Replayed)
+	assert.Equal(t, reads+1, wallReads.Load(), "near its deadline, a hit reads the clock")
+	assert.Equal(t, lookups, be.gets.Load(), "and is served from the cache all the same")
+
+	set(ttl + time.Millisecond) // expired by the clock; the recent clock says live
 	res, err = sc.Do(ctx, "k", nil, fn)
 	require.NoError(t, err)
 	assert.False(t, res.Replayed, "an expired record is not replayed from the cache")

@@ -8,6 +8,7 @@ import (
 	"math/bits"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -79,23 +80,24 @@ func (s *shards) of(key []byte) (*shard, uint64) {
 }
 
 // enter returns the cached record of key, whose hash is h, if there is one
-// that lives past horizon (Unix nanoseconds; see Store.hitHorizon);
-// otherwise the call that owns key now, or a new call owned by the
-// caller, which must end with finish. The owner gets the heap copy
+// that lives past horizon (Unix nanoseconds; see Store.hitHorizon), or,
+// when horizon is only an estimate (wall not nil), one that lives past
+// what wall says; otherwise the call that owns key now, or a new call
+// owned by the caller, which must end with finish. The owner gets the heap copy
 // of key that the call is filed under (owned, nil for everyone else):
 // the key outlives the call in the claim, the cache and the backend, and
 // one copy serves them all. Nothing may modify it.
-func (sh *shard) enter(key []byte, h uint64, horizon int64) (cached *record, c *call, owned []byte) {
+func (sh *shard) enter(key []byte, h uint64, horizon int64, wall func() time.Time) (cached *record, c *call, owned []byte) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if c := sh.calls[string(key)]; c != nil {
 		return nil, c, nil
 	}
 	if rec, until := sh.cache.get(h, key); rec != nil {
-		if horizon < until {
-			return rec, nil, nil
+		if horizon < until || wall != nil && wall().UnixNano() < until {
+			return rec, nil, nil // a record near its deadline costs a clock read, not a backend's
 		}
-		sh.cache.remove(key) // expired, or near it: the backend and the clock decide
+		sh.cache.remove(key)
 	}
 	owned = bytes.Clone(key)
 	c = &call{}

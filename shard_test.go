@@ -15,12 +15,12 @@ func TestDuplicatesWaitForTheOwner(t *testing.T) {
 	key := []byte("\x01scope\x00key")
 	sh, h := ss.of(key)
 
-	_, c, owned := sh.enter(key, h, 0)
+	_, c, owned := sh.enter(key, h, 0, nil)
 	require.NotNil(t, owned, "the first caller owns the key")
 	assert.Equal(t, key, owned)
 	assert.NotSame(t, &key[0], &owned[0], "the owner's key is a copy")
 
-	_, dup, notOwned := sh.enter(key, h, 0)
+	_, dup, notOwned := sh.enter(key, h, 0, nil)
 	require.Same(t, c, dup, "a second caller gets the owner's call")
 	assert.Nil(t, notOwned)
 
@@ -39,7 +39,7 @@ func TestDuplicatesWaitForTheOwner(t *testing.T) {
 
 	// A duplicate that found the call before it finished, and watches
 	// only after, does not wait.
-	_, again, _ := sh.enter(key, h, 0)
+	_, again, _ := sh.enter(key, h, 0, nil)
 	_, _, lateDone := sh.watch(c)
 	select {
 	case <-lateDone:

@@ -114,11 +114,11 @@ func New(scope *idem.Scope, stream jetstream.Stream, cons jetstream.Consumer, ha
 	return c, nil
 }
 
-// pullExpiry is how long one pull request waits for messages. A pull the
-// server never answers (seen under load: the consumer got its first
-// batch, then nothing) is noticed once two heartbeats, at half the expiry
-// each, are missed, and pulled again: with nats.go's default expiry of
-// 30 s, a consumer stood still for 30 s with messages pending.
+// pullExpiry is how long one pull request waits for messages. A pull that
+// yields nothing although messages are pending (seen under load: the
+// consumer got its first batch, then nothing) is replaced within it, at
+// its expiry or after two missed heartbeats at half the expiry each: with
+// nats.go's default expiry of 30 s, a consumer stood still for 30 s.
 const pullExpiry = 5 * time.Second
 
 // Run pulls messages and handles them until ctx ends, then waits for the

@@ -1,7 +1,5 @@
 package idem
 
-import "hash/maphash"
-
 // recordCache keeps a shard's recently used finished records, so that
 // replays of hot keys never touch the disk. It holds only records that are
 // also stored (completed, failed, too large), never in-progress ones, and
@@ -27,7 +25,6 @@ import "hash/maphash"
 // and that one run of bytes, not also a key string of its own. Two keys
 // with one hash cannot both be cached: the later replaces the earlier.
 type recordCache struct {
-	seed                 maphash.Seed // the shards': a key's hash is the one that chose its shard
 	limit, used          int
 	entries              map[uint64]*cacheEntry
 	protected, probation segment
@@ -57,16 +54,13 @@ type cacheEntry struct {
 // value and fingerprint: the entry, the record and the map slot.
 const cacheEntryOverhead = 250
 
-func (c *recordCache) init(limit int, seed maphash.Seed) {
-	c.seed, c.limit = seed, limit
+func (c *recordCache) init(limit int) {
+	c.limit = limit
 	c.entries = make(map[uint64]*cacheEntry)
 	for _, sg := range []*segment{&c.protected, &c.probation} {
 		sg.lru.prev, sg.lru.next = &sg.lru, &sg.lru
 	}
 }
-
-// hash is the hash the cache finds key by: the one that chose its shard.
-func (c *recordCache) hash(key []byte) uint64 { return maphash.Bytes(c.seed, key) }
 
 // lookup returns the entry of key, whose hash is h, or nil.
 func (c *recordCache) lookup(h uint64, key []byte) *cacheEntry {
@@ -93,11 +87,11 @@ func (c *recordCache) get(h uint64, key []byte) (*record, int64) {
 	return &e.rec, e.until
 }
 
-// put caches rec for key until the Unix nanosecond until, replacing what
-// was there: protected if it is being replayed, on probation if it was
-// just stored. A record larger than the whole cache is not kept.
-func (c *recordCache) put(key []byte, rec *record, until int64, replayed bool) {
-	h := c.hash(key)
+// put caches rec for key, whose hash is h, until the Unix nanosecond
+// until, replacing what was there: protected if it is being replayed, on
+// probation if it was just stored. A record larger than the whole cache
+// is not kept.
+func (c *recordCache) put(h uint64, key []byte, rec *record, until int64, replayed bool) {
 	if e := c.entries[h]; e != nil {
 		c.drop(e) // key's, or another key's with the same hash
 	}
@@ -145,9 +139,9 @@ func (c *recordCache) victim() *cacheEntry {
 	}
 }
 
-// remove forgets key.
-func (c *recordCache) remove(key []byte) {
-	if e := c.lookup(c.hash(key), key); e != nil {
+// remove forgets key, whose hash is h.
+func (c *recordCache) remove(h uint64, key []byte) {
+	if e := c.lookup(h, key); e != nil {
 		c.drop(e)
 	}
 }

@@ -14,35 +14,46 @@ import (
 
 func TestRecordCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	var c recordCache
-	c.init(3*(cacheEntryOverhead+2+8), maphash.MakeSeed())
+	c.init(3 * (cacheEntryOverhead + 2 + 8))
 	for i := range 3 {
-		c.put(fmt.Append(nil, "k", i), &record{value: make([]byte, 8)}, 1, true)
+		putKey(&c, fmt.Append(nil, "k", i), &record{value: make([]byte, 8)}, 1, true)
 	}
 	require.NotNil(t, first(getKey(&c, []byte("k0")))) // k1 is now the oldest
-	c.put([]byte("k3"), &record{value: make([]byte, 8)}, 1, true)
+	putKey(&c, []byte("k3"), &record{value: make([]byte, 8)}, 1, true)
 	assert.Nil(t, first(getKey(&c, []byte("k1"))))
 	for _, k := range []string{"k0", "k2", "k3"} {
 		assert.NotNil(t, first(getKey(&c, []byte(k))), k)
 	}
 	assert.LessOrEqual(t, c.used, c.limit)
 
-	c.put([]byte("big"), &record{value: make([]byte, c.limit)}, 1, true)
+	putKey(&c, []byte("big"), &record{value: make([]byte, c.limit)}, 1, true)
 	assert.Nil(t, first(getKey(&c, []byte("big"))), "larger than the cache: not kept")
 	assert.NotNil(t, first(getKey(&c, []byte("k3"))), "and nothing evicted for it")
 
-	c.put([]byte("k3"), &record{value: []byte("new")}, 2, true)
+	putKey(&c, []byte("k3"), &record{value: []byte("new")}, 2, true)
 	rec, until := getKey(&c, []byte("k3"))
 	assert.Equal(t, "new", string(rec.value))
 	assert.Equal(t, int64(2), until)
-	c.remove([]byte("k3"))
+	c.remove(hashOf([]byte("k3")), []byte("k3"))
 	assert.Nil(t, first(getKey(&c, []byte("k3"))))
 	assert.Len(t, c.entries, 2, true)
 }
 
 func first[A, B any](a A, _ B) A { return a }
 
-// getKey is recordCache.get with the key's hash worked out.
-func getKey(c *recordCache, key []byte) (*record, int64) { return c.get(c.hash(key), key) }
+// testSeed hashes the keys of the cache's own tests, as the shards' seed
+// does in a store.
+var testSeed = maphash.MakeSeed()
+
+func hashOf(key []byte) uint64 { return maphash.Bytes(testSeed, key) }
+
+// getKey and putKey are recordCache.get and put with the key's hash worked
+// out.
+func getKey(c *recordCache, key []byte) (*record, int64) { return c.get(hashOf(key), key) }
+
+func putKey(c *recordCache, key []byte, rec *record, until int64, replayed bool) {
+	c.put(hashOf(key), key, rec, until, replayed)
+}
 
 // TestRecordCacheFindsKeysByHashAndKey: an entry is found only by its own
 // key, also under another key's hash; a key that shares an entry's hash
@@ -50,9 +61,9 @@ func getKey(c *recordCache, key []byte) (*record, int64) { return c.get(c.hash(k
 // owner may reuse.
 func TestRecordCacheFindsKeysByHashAndKey(t *testing.T) {
 	var c recordCache
-	c.init(1<<20, maphash.MakeSeed())
+	c.init(1 << 20)
 	value, fp := []byte("value"), []byte("fingerprint")
-	c.put([]byte("a"), &record{state: stateCompleted, value: value, fingerprint: fp, created: 7}, 10, true)
+	putKey(&c, []byte("a"), &record{state: stateCompleted, value: value, fingerprint: fp, created: 7}, 10, true)
 	value[0], fp[0] = 'X', 'X'
 	rec, until := getKey(&c, []byte("a"))
 	require.NotNil(t, rec)
@@ -62,16 +73,16 @@ func TestRecordCacheFindsKeysByHashAndKey(t *testing.T) {
 	assert.Equal(t, int64(10), until)
 	assert.Len(t, rec.value, cap(rec.value), "appending to a cached value cannot reach the fingerprint")
 
-	h := c.hash([]byte("a"))
+	h := hashOf([]byte("a"))
 	assert.Nil(t, first(c.get(h, []byte("b"))), "another key under a's hash is not a's record")
 
 	// A key whose hash is a's (forced here: maphash collisions cannot be
 	// chosen) replaces a's entry, and the accounting stays whole.
 	e := c.entries[h]
 	delete(c.entries, h)
-	hb := c.hash([]byte("b"))
+	hb := hashOf([]byte("b"))
 	e.hash, c.entries[hb] = hb, e
-	c.put([]byte("b"), &record{value: []byte("b's")}, 10, true)
+	putKey(&c, []byte("b"), &record{value: []byte("b's")}, 10, true)
 	assert.Len(t, c.entries, 1)
 	rec, _ = getKey(&c, []byte("b"))
 	require.NotNil(t, rec)
@@ -87,12 +98,12 @@ func TestRecordCacheFindsKeysByHashAndKey(t *testing.T) {
 func TestRecordCacheProtectsReplays(t *testing.T) {
 	var c recordCache
 	entry := cacheEntryOverhead + 2 + 8
-	c.init(10*entry, maphash.MakeSeed())
+	c.init(10 * entry)
 	for i := range 6 {
-		c.put(fmt.Append(nil, "r", i), &record{value: make([]byte, 8)}, 1, true)
+		putKey(&c, fmt.Append(nil, "r", i), &record{value: make([]byte, 8)}, 1, true)
 	}
 	for i := range 100 {
-		c.put(fmt.Appendf(nil, "s%02d", i), &record{value: make([]byte, 7)}, 1, false)
+		putKey(&c, fmt.Appendf(nil, "s%02d", i), &record{value: make([]byte, 7)}, 1, false)
 	}
 	for i := range 6 {
 		assert.NotNil(t, first(getKey(&c, fmt.Appendf(nil, "r%d", i))), "replayed record r%d kept", i)
@@ -103,7 +114,7 @@ func TestRecordCacheProtectsReplays(t *testing.T) {
 
 	// The hit above protected s99: the next burst passes it by.
 	for i := range 100 {
-		c.put(fmt.Appendf(nil, "n%02d", i), &record{value: make([]byte, 7)}, 1, false)
+		putKey(&c, fmt.Appendf(nil, "n%02d", i), &record{value: make([]byte, 7)}, 1, false)
 	}
 	assert.NotNil(t, first(getKey(&c, []byte("s99"))))
 	assert.NotNil(t, first(getKey(&c, []byte("n99"))))

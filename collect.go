@@ -218,8 +218,8 @@ func (s *Store) deleteExpired(keys []expiredKey, stats *GCStats) error {
 		err   error
 	)
 	for _, k := range keys {
-		sh, _ := s.shards.of(k.key)
-		c := sh.own(k.key)
+		sh, hash := s.shards.of(k.key)
+		c := sh.own(k.key, hash)
 		if c == nil {
 			continue // a caller is on it right now
 		}

@@ -236,8 +236,8 @@ func (s *Store) Delete(ctx context.Context, scope, tenant, key string) error {
 	if s.readOnly {
 		return ErrReadOnly
 	}
-	sh, _ := s.shards.of(k)
-	c := sh.own(k)
+	sh, h := s.shards.of(k)
+	c := sh.own(k, h)
 	if c == nil {
 		return ErrInProgress
 	}

@@ -197,11 +197,11 @@ func (sc *Scope) acquire(ctx context.Context, key string, fingerprint []byte, wa
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
 		}
-		horizon, wall, now, err := st.hitHorizon(ctx)
+		horizon, now, err := st.hitHorizon(ctx)
 		if err != nil {
 			return nil, nil, fmt.Errorf("scope %q: %w", sc.name, err)
 		}
-		cached, c, owned := sh.enter(k, h, horizon, wall)
+		cached, c, owned := sh.enter(k, h, horizon, st.recent)
 		if cached != nil {
 			return sc.replay(sh, cached, fingerprint)
 		}

@@ -8,7 +8,6 @@ import (
 	"math/bits"
 	"sync"
 	"sync/atomic"
-	"time"
 	"unsafe"
 )
 
@@ -31,6 +30,8 @@ type shard struct {
 
 // call is one owner's work on a key, which duplicates wait for.
 type call struct {
+	hash uint64 // the key's (see shards.of), which finds it in the cache
+
 	// Guarded by the shard's mu.
 	claimed     bool   // the owner holds the key (and is running)
 	fingerprint []byte // the owner's, once claimed
@@ -55,7 +56,7 @@ func newShards(n int, cacheBytes int) shards {
 	s := shards{seed: maphash.MakeSeed(), mask: uint64(n - 1), list: make([]shard, n)}
 	for i := range s.list {
 		s.list[i].calls = make(map[string]*call)
-		s.list[i].cache.init(cacheBytes/n, s.seed)
+		s.list[i].cache.init(cacheBytes / n)
 	}
 	return s
 }
@@ -81,26 +82,26 @@ func (s *shards) of(key []byte) (*shard, uint64) {
 
 // enter returns the cached record of key, whose hash is h, if there is one
 // that lives past horizon (Unix nanoseconds; see Store.hitHorizon), or,
-// when horizon is only an estimate (wall not nil), one that lives past
-// what wall says; otherwise the call that owns key now, or a new call
-// owned by the caller, which must end with finish. The owner gets the heap copy
+// when horizon is the recent clock's estimate (recent not nil), one that
+// lives past what the clock itself says; otherwise the call that owns key
+// now, or a new call owned by the caller, which must end with finish. The owner gets the heap copy
 // of key that the call is filed under (owned, nil for everyone else):
 // the key outlives the call in the claim, the cache and the backend, and
 // one copy serves them all. Nothing may modify it.
-func (sh *shard) enter(key []byte, h uint64, horizon int64, wall func() time.Time) (cached *record, c *call, owned []byte) {
+func (sh *shard) enter(key []byte, h uint64, horizon int64, recent *recentClock) (cached *record, c *call, owned []byte) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if c := sh.calls[string(key)]; c != nil {
 		return nil, c, nil
 	}
 	if rec, until := sh.cache.get(h, key); rec != nil {
-		if horizon < until || wall != nil && wall().UnixNano() < until {
+		if horizon < until || recent != nil && recent.wall().UnixNano() < until {
 			return rec, nil, nil // a record near its deadline costs a clock read, not a backend's
 		}
-		sh.cache.remove(key)
+		sh.cache.remove(h, key)
 	}
 	owned = bytes.Clone(key)
-	c = &call{}
+	c = &call{hash: h}
 	sh.calls[unsafe.String(unsafe.SliceData(owned), len(owned))] = c // not a copy of its own: owned never changes
 	return nil, c, owned
 }
@@ -154,7 +155,7 @@ func (sh *shard) finish(key []byte, c *call, rec *record, cacheUntil int64, repl
 	c.finished = true
 	done := c.done
 	if cacheUntil != 0 && rec != nil && rec.state != stateInProgress {
-		sh.cache.put(key, rec, cacheUntil, replayed)
+		sh.cache.put(c.hash, key, rec, cacheUntil, replayed)
 	}
 	sh.mu.Unlock()
 	if done != nil {
@@ -162,16 +163,17 @@ func (sh *shard) finish(key []byte, c *call, rec *record, cacheUntil int64, repl
 	}
 }
 
-// own makes the caller the owner of key, unless a caller owns it already
-// (nil). It drops the key's cached record, for a caller about to delete it.
-func (sh *shard) own(key []byte) *call {
+// own makes the caller the owner of key, whose hash is h, unless a caller
+// owns it already (nil). It drops the key's cached record, for a caller
+// about to delete it.
+func (sh *shard) own(key []byte, h uint64) *call {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.calls[string(key)] != nil {
 		return nil
 	}
-	sh.cache.remove(key)
-	c := &call{}
+	sh.cache.remove(h, key)
+	c := &call{hash: h}
 	sh.calls[string(key)] = c
 	return c
 }

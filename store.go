@@ -342,16 +342,15 @@ func (s *Store) time(ctx context.Context) (time.Time, error) {
 
 // hitHorizon is the time, in Unix nanoseconds, that a record in the cache
 // must live past to be replayed from there without reading a clock: the
-// recent clock's time plus recentSlack (see recentClock), with wall the
-// clock that decides for a record nearer its deadline. When the store's
+// recent clock's time plus recentSlack (see recentClock). When the store's
 // clock is not the process's, horizon is that clock's time, which is also
-// returned as now, and wall is nil; otherwise now is zero (not read yet).
-func (s *Store) hitHorizon(ctx context.Context) (horizon int64, wall func() time.Time, now time.Time, err error) {
+// returned as now; otherwise now is zero (not read yet).
+func (s *Store) hitHorizon(ctx context.Context) (horizon int64, now time.Time, err error) {
 	if s.recent != nil {
-		return s.recent.Now() + int64(recentSlack), s.now, time.Time{}, nil
+		return s.recent.Now() + int64(recentSlack), time.Time{}, nil
 	}
 	now, err = s.time(ctx)
-	return now.UnixNano(), nil, now, err
+	return now.UnixNano(), now, err
 }
 
 // load reads the record stored under the persisted key k. rec is nil when

@@ -73,8 +73,8 @@ func (p *presence) check(key []byte) (may bool, in *filterSet, full bool) {
 	if f == nil || f.cur == nil {
 		return true, nil, false
 	}
-	had, full := f.cur.hasOrAdd(key)
-	if had {
+	added, full := f.cur.add(key)
+	if !added { // every bit was set: it may be stored
 		return true, nil, false
 	}
 	if f.next != nil {
@@ -95,7 +95,7 @@ func (p *presence) add(key []byte, in *filterSet) {
 	}
 	full := false
 	if f.cur != nil {
-		full = f.cur.add(key)
+		_, full = f.cur.add(key)
 	}
 	if f.next != nil {
 		f.next.add(key)
@@ -213,34 +213,17 @@ func (f *bloom) probes(key []byte) (block []atomic.Uint64, bitsOf uint64) {
 	return f.words[b*bloomBlockWords : (b+1)*bloomBlockWords], h * 0x9e3779b97f4a7c15
 }
 
-// add sets key's bits and reports whether the filter holds more keys than
-// it was sized for.
-func (f *bloom) add(key []byte) (full bool) {
+// add sets key's bits and reports whether any was not set before (added)
+// and whether the filter holds more keys than it was sized for (full).
+func (f *bloom) add(key []byte) (added, full bool) {
 	block, p := f.probes(key)
-	set := false
 	for range bloomProbes {
 		w, m := &block[p>>6&7], uint64(1)<<(p&63)
 		if w.Load()&m == 0 {
 			w.Or(m)
-			set = true
+			added = true
 		}
 		p >>= 9
 	}
-	return set && f.added.Add(1) > f.keys
-}
-
-// hasOrAdd reports whether all of key's bits were set, and sets them if
-// not, reporting then, as add does, whether the filter is over capacity.
-func (f *bloom) hasOrAdd(key []byte) (had, full bool) {
-	block, p := f.probes(key)
-	set := false
-	for range bloomProbes {
-		w, m := &block[p>>6&7], uint64(1)<<(p&63)
-		if w.Load()&m == 0 {
-			w.Or(m)
-			set = true
-		}
-		p >>= 9
-	}
-	return !set, set && f.added.Add(1) > f.keys
+	return added, added && f.added.Add(1) > f.keys
 }

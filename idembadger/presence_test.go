@@ -31,7 +31,7 @@ func TestBloomHasNoFalseNegatives(t *testing.T) {
 	assert.Less(t, falsePos, n/100)
 	full := false
 	for i := 0; i < n/50 && !full; i++ {
-		full = f.add(fmt.Appendf(nil, "more-%d", i))
+		_, full = f.add(fmt.Appendf(nil, "more-%d", i))
 	}
 	assert.True(t, full, "over capacity")
 }

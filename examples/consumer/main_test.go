@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/idemkit/idem"
 	"github.com/idemkit/idem/idemnats/natstest"
 	"github.com/idemkit/idem/idempg/pgtest"
 	"github.com/idemkit/idem/internal/testenv"
@@ -203,8 +204,9 @@ func rounds(short, long int) int {
 // again and again while it charges payments (a third of them published
 // twice) into its ledger file: no payment is charged twice, every payment
 // acknowledged is charged exactly once, and every other one is reported
-// as unknown (the consumer died between the charge and its record) and
-// was charged at most once.
+// as unknown (the consumer died between the charge and its record), or
+// left orphaned in the store when the consumer died before its report,
+// and was charged at most once.
 func TestKilledConsumerNeverChargesTwice(t *testing.T) {
 	url := natstest.URL(t)
 	stream, dir := natstest.Name(t), t.TempDir()
@@ -239,12 +241,24 @@ func TestKilledConsumerNeverChargesTwice(t *testing.T) {
 	for _, id := range out.ids("unknown") {
 		unknown[id] = true
 	}
+	// A consumer killed after it settled an unknown payment's message but
+	// before it printed the report leaves the record to say so.
+	st, err := idem.Open(idem.Options{Dir: dir + "/idem", ReadOnly: true})
+	require.NoError(t, err)
+	defer st.Close()
+	unreported := 0
 	for _, id := range ids {
-		assert.True(t, inLedger[id] || unknown[id], "%s was neither charged nor reported unknown", id)
+		if inLedger[id] || unknown[id] {
+			continue
+		}
+		rec, err := st.Lookup(context.Background(), "payments", "", id)
+		require.NoError(t, err)
+		assert.Equal(t, idem.StateOrphaned, rec.State, "%s is not in the ledger, was not reported unknown, and its record is not orphaned", id)
+		unreported++
 	}
 	assert.Empty(t, out.ids("dropped"))
-	t.Logf("%d kills: %d payments charged, %d replayed deliveries, %d deferred, %d unknown (charged at most once, %d of them in the ledger)",
-		kills, len(entries), len(out.ids("replayed")), len(out.ids("deferred")), len(unknown), countIn(unknown, inLedger))
+	t.Logf("%d kills: %d payments charged, %d replayed deliveries, %d deferred, %d unknown (charged at most once, %d of them in the ledger), %d more unknown whose report died with the consumer",
+		kills, len(entries), len(out.ids("replayed")), len(out.ids("deferred")), len(unknown), countIn(unknown, inLedger), unreported)
 	assert.NotEmpty(t, out.ids("replayed"), "duplicates and redeliveries were acknowledged without a charge")
 }
 

@@ -84,7 +84,7 @@ func (b *Backend) Reclaim(ctx context.Context) (int, error) {
 	if b.unflushedDeletes.Swap(false) {
 		// A flush that fails may leave Badger without a memtable, or with
 		// one in both its lists: the backend fails, and is reopened.
-		if err := b.alone(flushMemtables, func(err error) bool { return !errors.Is(err, badger.ErrDBClosed) }); err != nil {
+		if err := b.alone((*committer).flushMemtables, func(err error) bool { return !errors.Is(err, badger.ErrDBClosed) }); err != nil {
 			b.unflushedDeletes.Store(true)
 			return 0, mapBadgerErr(err)
 		}
@@ -95,7 +95,7 @@ func (b *Backend) Reclaim(ctx context.Context) (int, error) {
 		// A rewrite reads the memtable's newest version without the lock
 		// that Badger's writes of it hold (a data race in Badger 4.9.6),
 		// so none of the store's commits runs meanwhile.
-		err = b.alone(func(db *badger.DB) error { return db.RunValueLogGC(0.5) }, rewriteFailed)
+		err = b.alone(func(c *committer) error { return c.db.RunValueLogGC(0.5) }, rewriteFailed)
 		if nothingToRewrite(err) {
 			return rewrites, nil
 		}
@@ -123,7 +123,7 @@ func rewriteFailed(err error) bool {
 	return !nothingToRewrite(err) && !errors.Is(err, badger.ErrDBClosed)
 }
 
-// flushKey is stored only to be dropped at once (see flushMemtables). It
+// flushKey is stored only to be dropped at once (see committer.flushMemtables). It
 // starts with 0x00, outside the keys the store uses.
 var flushKey = []byte{0x00, 'f', 'l', 'u', 's', 'h'}
 
@@ -133,11 +133,11 @@ var flushKey = []byte{0x00, 'f', 'l', 'u', 's', 'h'}
 // refuses writes while it runs, so it runs alone: the commits wait for it
 // (the slowest of them, in a collection of 200,000 records, about 200 ms)
 // rather than fail. Reads go on.
-func flushMemtables(db *badger.DB) error {
-	if err := db.Update(func(txn *badger.Txn) error { return txn.Set(flushKey, nil) }); err != nil {
+func (c *committer) flushMemtables() error {
+	if err := c.update(func(txn *badger.Txn) error { return txn.Set(flushKey, nil) }); err != nil {
 		return err
 	}
-	return db.DropPrefix(flushKey)
+	return c.db.DropPrefix(flushKey)
 }
 
 // DiskBytes implements [backend.DiskUser]: the sizes of the store's files.

@@ -138,7 +138,7 @@ func TestPanicAloneFailsTheBackend(t *testing.T) {
 	defer b.Close()
 	func() {
 		defer func() { _ = recover() }()
-		_ = b.alone(func(*badger.DB) error { panic("inside") }, func(error) bool { return true })
+		_ = b.alone(func(*committer) error { panic("inside") }, func(error) bool { return true })
 	}()
 	_, err = b.Claim(context.Background(), []byte("\x01k"), backend.ClaimRequest{Value: []byte("c"), Lease: time.Minute, TTL: time.Hour})
 	assert.ErrorIs(t, err, backend.ErrStorageFault)

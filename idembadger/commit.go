@@ -3,7 +3,9 @@ package idembadger
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -28,6 +30,18 @@ import (
 // read-modify-write races between transactions, has nothing to find, and
 // is off (see badgerOptions).
 //
+// Badger runs in managed mode, and the committer numbers its commits
+// itself (version). In Badger's own mode every transaction starts by
+// waiting until a goroutine of Badger's has marked every earlier commit
+// done; under load that goroutine waits its turn behind the callers, and
+// the wait took as long as the commit itself (new keys ran 6-21% faster
+// without it). The store needs none of what the wait buys: it never reads
+// several keys as of one moment, and it reads a key only while nobody
+// writes it (its owner holds it in the shard until its write returns), so
+// reads take the newest version. Each commit lets Badger discard the
+// versions below its own, as Badger's own mode does once no reader needs
+// them.
+//
 // A commit that fails stops the committer for good (see badger_mend.go):
 // Badger may be one write away from exiting the process. The writers
 // waiting for the next batch, and every later one, get
@@ -35,6 +49,7 @@ import (
 type committer struct {
 	db      *badger.DB
 	onFail  func(error) error
+	version atomic.Uint64  // the last version committed
 	running sync.WaitGroup // 1 while commits run, from the writer that starts them until no batch waits
 
 	// writing is held shared by each commit, and exclusively by alone:
@@ -63,8 +78,12 @@ type batch struct {
 	err     error         // set before done is closed
 }
 
+// newCommitter commits to db, opened in managed mode, after the newest
+// version it holds (a store written in Badger's own mode has versions too).
 func newCommitter(db *badger.DB, onFail func(error) error) *committer {
-	return &committer{db: db, onFail: onFail}
+	c := &committer{db: db, onFail: onFail}
+	c.version.Store(db.MaxVersion())
+	return c
 }
 
 // write commits changes together with whatever else is waiting, and
@@ -136,15 +155,15 @@ func (c *committer) commit(changes []change) error {
 	if failed {
 		return errCommitterFailed
 	}
-	txn := c.db.NewTransaction(true)
+	txn := c.db.NewTransactionAt(math.MaxUint64, true)
 	defer func() { txn.Discard() }()
 	for i := 0; i < len(changes); {
 		err := add(txn, changes[i])
 		if errors.Is(err, badger.ErrTxnTooBig) && i > 0 {
-			if err := txn.Commit(); err != nil {
+			if err := c.commitTxn(txn); err != nil {
 				return err
 			}
-			txn = c.db.NewTransaction(true)
+			txn = c.db.NewTransactionAt(math.MaxUint64, true)
 			continue // the same change, in a fresh transaction
 		}
 		if err != nil {
@@ -152,7 +171,28 @@ func (c *committer) commit(changes []change) error {
 		}
 		i++
 	}
-	return txn.Commit()
+	return c.commitTxn(txn)
+}
+
+// commitTxn commits txn as the next version.
+func (c *committer) commitTxn(txn *badger.Txn) error {
+	v := c.version.Add(1)
+	if err := txn.CommitAt(v, nil); err != nil {
+		return err
+	}
+	c.db.SetDiscardTs(v)
+	return nil
+}
+
+// update runs fn in a write transaction and commits it; for writes outside
+// the batches (the epoch, the flush key).
+func (c *committer) update(fn func(txn *badger.Txn) error) error {
+	txn := c.db.NewTransactionAt(math.MaxUint64, true)
+	defer txn.Discard()
+	if err := fn(txn); err != nil {
+		return err
+	}
+	return c.commitTxn(txn)
 }
 
 func add(txn *badger.Txn, ch change) error {

@@ -13,7 +13,7 @@ import (
 )
 
 func TestCommitterGroupsConcurrentWrites(t *testing.T) {
-	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
+	db, err := badger.OpenManaged(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
 	require.NoError(t, err)
 	defer db.Close()
 	c := newCommitter(db, func(err error) error { return err })
@@ -57,7 +57,7 @@ func count(t *testing.T, db *badger.DB) int {
 
 func TestCommitterSplitsOversizedBatches(t *testing.T) {
 	// A 1 MiB memtable limits a transaction to about 150 KiB.
-	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil).
+	db, err := badger.OpenManaged(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil).
 		WithMemTableSize(1 << 20).WithValueThreshold(64 << 10))
 	require.NoError(t, err)
 	defer db.Close()
@@ -75,7 +75,7 @@ func TestCommitterSplitsOversizedBatches(t *testing.T) {
 // writers keep writing: every write either was committed before stop
 // returned or fails with ErrDBClosed, and none is left waiting.
 func TestCommitterStopWaitsForRunningCommits(t *testing.T) {
-	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
+	db, err := badger.OpenManaged(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
 	require.NoError(t, err)
 	defer db.Close()
 	c := newCommitter(db, func(err error) error { return err })

@@ -60,9 +60,9 @@ func (b *Backend) engine(fn func(db *badger.DB, c *committer) error) (err error)
 // alone runs fn with Badger while none of the backend's commits runs
 // (reads go on); an error that fatal accepts fails the backend before any
 // waiting commit runs.
-func (b *Backend) alone(fn func(db *badger.DB) error, fatal func(error) bool) error {
-	return b.engine(func(db *badger.DB, c *committer) error {
-		return c.alone(func() error { return fn(db) }, fatal)
+func (b *Backend) alone(fn func(c *committer) error, fatal func(error) bool) error {
+	return b.engine(func(_ *badger.DB, c *committer) error {
+		return c.alone(func() error { return fn(c) }, fatal)
 	})
 }
 

@@ -94,3 +94,66 @@ func TestOpenWithAnEmptiedMemtableLog(t *testing.T) {
 		require.NoError(t, st.Close())
 	}
 }
+
+// TestOpenStoreWrittenInBadgersOwnMode opens a store whose versions were
+// numbered by Badger (as before the store numbered its commits itself),
+// with its record rewritten at a version far above 1: a deletion and a new
+// record must win over it, and still after a reopen.
+func TestOpenStoreWrittenInBadgersOwnMode(t *testing.T) {
+	dir := closedStoreWithOneRecord(t)
+	db, err := badger.Open(idembadger.BadgerOptions(idembadger.Options{Dir: dir}))
+	require.NoError(t, err)
+	type kv struct{ key, value []byte }
+	var records []kv
+	require.NoError(t, db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.DefaultIteratorOptions)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			records = append(records, kv{it.Item().KeyCopy(nil), v})
+		}
+		return nil
+	}))
+	for range 100 {
+		require.NoError(t, db.Update(func(txn *badger.Txn) error {
+			for _, r := range records {
+				if err := txn.Set(r.key, r.value); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+	}
+	require.Greater(t, db.MaxVersion(), uint64(100))
+	require.NoError(t, db.Close())
+
+	ctx := context.Background()
+	st, err := idem.Open(idem.Options{Dir: dir})
+	require.NoError(t, err)
+	rec, err := st.Lookup(ctx, "s", "", "k")
+	require.NoError(t, err)
+	assert.Equal(t, idem.StateCompleted, rec.State)
+	require.NoError(t, st.Delete(ctx, "s", "", "k"))
+	_, err = st.Lookup(ctx, "s", "", "k")
+	require.ErrorIs(t, err, idem.ErrNotFound)
+	sc, err := st.Scope("s", idem.ScopeOptions{})
+	require.NoError(t, err)
+	got, err := sc.Do(ctx, "k", nil, func(context.Context) ([]byte, error) { return []byte("w"), nil })
+	require.NoError(t, err)
+	assert.Equal(t, "w", string(got.Value))
+	assert.False(t, got.Replayed)
+	require.NoError(t, st.Close())
+
+	st, err = idem.Open(idem.Options{Dir: dir})
+	require.NoError(t, err)
+	defer st.Close()
+	sc, err = st.Scope("s", idem.ScopeOptions{})
+	require.NoError(t, err)
+	got, err = sc.Do(ctx, "k", nil, func(context.Context) ([]byte, error) { return []byte("x"), nil })
+	require.NoError(t, err)
+	assert.Equal(t, "w", string(got.Value), "the record written after the old one, not the old one")
+	assert.True(t, got.Replayed)
+}

@@ -3,6 +3,7 @@ package idembadger
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -142,4 +143,47 @@ func TestPanicAloneFailsTheBackend(t *testing.T) {
 	}()
 	_, err = b.Claim(context.Background(), []byte("\x01k"), backend.ClaimRequest{Value: []byte("c"), Lease: time.Minute, TTL: time.Hour})
 	assert.ErrorIs(t, err, backend.ErrStorageFault)
+}
+
+// TestReclaimAfterAMendDropsDeletedRecords deletes every record of a
+// store, has Badger fail and be reopened, and collects before anything
+// else is written: the deletions and the versions they hide are dropped
+// from the tree. (A Badger reopened in managed mode discards nothing
+// until told it may, and a store flattened into one level keeps what a
+// compaction kept.)
+func TestReclaimAfterAMendDropsDeletedRecords(t *testing.T) {
+	ctx := context.Background()
+	b, err := Open(Options{Dir: t.TempDir()})
+	require.NoError(t, err)
+	defer b.Close()
+	key := func(i int) []byte { return fmt.Appendf(nil, "\x01k%07d", i) }
+	const n, chunk = 150_000, 1000
+	write := func(deleted bool) {
+		for i := 0; i < n; i += chunk {
+			changes := make([]change, 0, chunk)
+			for j := i; j < i+chunk; j++ {
+				changes = append(changes, change{key: key(j), value: bytes.Repeat([]byte("v"), 100), delete: deleted})
+			}
+			require.NoError(t, b.commit(changes...))
+		}
+	}
+	write(false)
+	require.NoError(t, b.DeleteAll(ctx, [][]byte{key(0)})) // so that Reclaim flushes the memtables
+	_, err = b.Reclaim(ctx)
+	require.NoError(t, err)
+	write(true)
+	_ = b.fail(errors.New("injected"))
+	require.Eventually(t, func() bool { return b.fault.Load() == nil }, 10*time.Second, 10*time.Millisecond, "reopened")
+	_, err = b.Reclaim(ctx)
+	require.NoError(t, err)
+	entries := 0
+	require.NoError(t, b.view(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{AllVersions: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			entries++
+		}
+		return nil
+	}))
+	assert.LessOrEqual(t, entries, 2, "versions left in the tree of %d deleted records", n)
 }

@@ -83,10 +83,15 @@ type batch struct {
 }
 
 // newCommitter commits to db, opened in managed mode, after the newest
-// version it holds (a store written in Badger's own mode has versions too).
+// version it holds (a store written in Badger's own mode has versions too),
+// and lets Badger discard what lies below that version at once, as Badger's
+// own mode does at Open: a reopened Badger may compact before its first
+// commit, and what a compaction keeps may stay for good.
 func newCommitter(db *badger.DB, onFail func(error) error) *committer {
 	c := &committer{db: db, onFail: onFail}
-	c.version.Store(db.MaxVersion())
+	v := db.MaxVersion()
+	c.version.Store(v)
+	db.SetDiscardTs(v)
 	return c
 }
 
@@ -218,6 +223,12 @@ func add(txn *badger.Txn, ch change) error {
 func (c *committer) alone(fn func() error, fatal func(error) bool) (err error) {
 	c.writing.Lock()
 	defer c.writing.Unlock()
+	c.mu.Lock()
+	failed := c.failed // by the commit this call waited for
+	c.mu.Unlock()
+	if failed {
+		return errCommitterFailed
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			_ = c.stopFor(fmt.Errorf("badger: panic: %v", r)) // before any waiting commit runs

@@ -123,3 +123,30 @@ func TestCommitterStopWaitsForRunningCommits(t *testing.T) {
 		return nil
 	}))
 }
+
+// TestAloneRefusesAfterTheCommitItWaitedForFailed: what runs alone writes
+// (the flush key, value-log rewrites), and a failed Badger must not be
+// written to again, so alone does not run fn when the commit it waited
+// for failed.
+func TestAloneRefusesAfterTheCommitItWaitedForFailed(t *testing.T) {
+	db, err := badger.OpenManaged(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
+	require.NoError(t, err)
+	defer db.Close()
+	c := newCommitter(db, func(err error) error { return err })
+	c.writing.RLock() // a commit runs
+	done := make(chan error, 1)
+	ran := false
+	go func() {
+		done <- c.alone(func() error { ran = true; return nil }, func(error) bool { return true })
+	}()
+	for c.writing.TryRLock() { // it succeeds until alone waits for the lock
+		c.writing.RUnlock()
+		runtime.Gosched()
+	}
+	c.mu.Lock()
+	c.failed = true // as run records a failed commit
+	c.mu.Unlock()
+	c.writing.RUnlock()
+	assert.ErrorIs(t, <-done, errCommitterFailed)
+	assert.False(t, ran, "fn ran on a failed Badger")
+}

@@ -61,9 +61,13 @@ func (b *Backend) engine(fn func(db *badger.DB, c *committer) error) (err error)
 // (reads go on); an error that fatal accepts fails the backend before any
 // waiting commit runs.
 func (b *Backend) alone(fn func(c *committer) error, fatal func(error) bool) error {
-	return b.engine(func(_ *badger.DB, c *committer) error {
+	err := b.engine(func(_ *badger.DB, c *committer) error {
 		return c.alone(func() error { return fn(c) }, fatal)
 	})
+	if f := b.fault.Load(); err != nil && f != nil {
+		return storageFault(*f)
+	}
+	return err
 }
 
 // view runs fn in a Badger read transaction (see engine).

@@ -11,9 +11,9 @@ import (
 
 // presence knows which keys may be stored in Badger, so that the claim of
 // a new key — the common case — skips the read that would find nothing (a
-// read is a Badger transaction, which first waits for the commits in
-// flight). It is a Bloom filter: a key it may hold is read to be sure, a
-// key it does not hold is not stored.
+// read looks through Badger's memtables and a table of each level). It is
+// a Bloom filter: a key it may hold is read to be sure, a key it does not
+// hold is not stored.
 //
 // Why nothing stored is missed: every record is written while its key is
 // held (see holds), and the writer adds the key once its commit has
@@ -26,9 +26,10 @@ import (
 // Deleted keys stay in the filter until it is refilled, and a filter that
 // holds more keys than it was sized for answers "maybe" more often: once
 // it does, a new filter, at least twice as large, is filled by a fresh
-// scan while writers add to both, and then replaces it. A writer whose commit the scan's
-// snapshot does not show adds its key after the commit, and that is after
-// the new filter was installed, since the snapshot is taken after that.
+// scan while writers add to both, and then replaces it. The scan begins
+// after the new filter was installed and sees every commit that returned
+// before it began; a writer whose commit it may not see adds its key
+// after the commit returns, to the new filter too.
 type presence struct {
 	b       *Backend // whose Badger it scans
 	minKeys int      // the least number of keys a filter is sized for
@@ -86,8 +87,8 @@ func (p *presence) check(key []byte) (may bool, in *filterSet, full bool) {
 // add records that key is stored, or may be: a commit that wrote it has
 // returned, with or without an error. A key that check put in the filters
 // still in use (in) is in them already. (Filters put in use since hold it
-// too: a refresh scans a snapshot taken after it installed the new
-// filter, so the scan sees every commit that returned before.)
+// too: a refresh scans after it installed the new filter, and the scan
+// sees every commit that returned before it began.)
 func (p *presence) add(key []byte, in *filterSet) {
 	f := p.filters.Load()
 	if f == nil || f == in {

@@ -22,8 +22,8 @@ import (
 const tortureUsage = `idem torture [-rounds 20] [-keys 2000] [-goroutines 8] [-sync] [-min-kill 20ms] [-max-kill 400ms] [-dir DIR] [-json]
 
 Runs a child process that calls Do on a shared set of keys from several
-goroutines, kills it with SIGKILL at a random moment, reopens the store, and
-repeats. Every execution of a function and every acknowledged result is
+goroutines while it collects in a loop, kills it with SIGKILL at a random
+moment, reopens the store, and repeats. Every execution of a function and every acknowledged result is
 appended to a ledger file (fsynced) outside the store. At the end it checks:
 no acknowledged result is lost or changed, no key runs twice under
 OrphanReport, and under OrphanRerun a key runs again only after a crash
@@ -187,7 +187,18 @@ func tortureChild(cfg tortureConfig) error {
 			return err
 		}
 	}
-	errc := make(chan error, cfg.Goroutines)
+	errc := make(chan error, cfg.Goroutines+1)
+	go func() {
+		// Collections run all along, so that kills also land in their
+		// flushes, compactions and value-log rewrites.
+		for {
+			if _, err := st.GC(context.Background()); err != nil {
+				errc <- fmt.Errorf("gc: %w", err)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
 	for g := range cfg.Goroutines {
 		go func() {
 			rng := rand.New(rand.NewPCG(cfg.Seed, uint64(g)))

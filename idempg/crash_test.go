@@ -43,7 +43,13 @@ func TestCrashChild(t *testing.T) {
 	}
 	records, orders, ledgerPath := spec[0], spec[1], spec[2]
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, os.Getenv(pgtest.URLEnv))
+	cfg, err := pgxpool.ParseConfig(os.Getenv(pgtest.URLEnv))
+	if err != nil {
+		fmt.Println("fail", err)
+		os.Exit(1)
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = records // so that the parent can wait for its sessions to end
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		fmt.Println("fail", err)
 		os.Exit(1)
@@ -116,6 +122,15 @@ func TestKilledClientsLeaveBothOrNeither(t *testing.T) {
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 		_ = cmd.Wait()
 	}
+	// The server may still be committing a transaction that the last
+	// child sent just before it died: read the tables once its sessions
+	// have ended, or the business rows could be read before that commit
+	// and the records after it.
+	require.Eventually(t, func() bool {
+		var n int
+		err := pool.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", records).Scan(&n)
+		return err == nil && n == 0
+	}, 30*time.Second, 10*time.Millisecond, "the killed clients' sessions end")
 
 	rows := map[string]int{}
 	r, err := pool.Query(ctx, "SELECT key, count(*) FROM "+orders+" GROUP BY key")

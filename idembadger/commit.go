@@ -134,7 +134,7 @@ func (c *committer) write(changes ...change) error {
 // run commits b, then the batches that gather meanwhile, one after the
 // other, each on a new goroutine.
 func (c *committer) run(b *batch) {
-	err := c.commit(b.changes)
+	err := c.commitContained(b.changes)
 	failed := err != nil && !errors.Is(err, badger.ErrDBClosed) && !errors.Is(err, badger.ErrBlockedWrites)
 	if failed {
 		err = c.onFail(err)
@@ -157,6 +157,24 @@ func (c *committer) run(b *batch) {
 		return
 	}
 	go c.run(next)
+}
+
+// commitContained is commit with a runtime panic inside Badger turned
+// into the commit's failure, as engine does for reads: the batch's writers
+// are woken with it and the committer stops, where the panic would leave
+// them waiting for ever (or end the process, on the goroutine that run
+// starts for a following batch).
+func (c *committer) commitContained(changes []change) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			re, ok := r.(runtime.Error)
+			if !ok {
+				panic(r)
+			}
+			err = fmt.Errorf("badger: %w", re)
+		}
+	}()
+	return c.commit(changes)
 }
 
 // commit writes changes in as few transactions as Badger's size limit

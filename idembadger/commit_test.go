@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/stretchr/testify/assert"
@@ -149,4 +150,26 @@ func TestAloneRefusesAfterTheCommitItWaitedForFailed(t *testing.T) {
 	c.writing.RUnlock()
 	assert.ErrorIs(t, <-done, errCommitterFailed)
 	assert.False(t, ran, "fn ran on a failed Badger")
+}
+
+// TestCommitterContainsAPanickingCommit: a commit that panics inside
+// Badger with a runtime error fails its batch and stops the committer;
+// nobody is left waiting.
+func TestCommitterContainsAPanickingCommit(t *testing.T) {
+	db, err := badger.OpenManaged(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
+	require.NoError(t, err)
+	defer db.Close()
+	c := newCommitter(db, func(err error) error { return err })
+	c.db = nil // the next commit dereferences it
+	err = c.write(change{key: []byte("k"), value: []byte("v")})
+	var re runtime.Error
+	require.ErrorAs(t, err, &re)
+	assert.ErrorIs(t, c.write(change{key: []byte("k2"), value: []byte("v")}), errCommitterFailed)
+	stopped := make(chan struct{})
+	go func() { c.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("stop waits for a commit that panicked")
+	}
 }

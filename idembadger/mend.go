@@ -21,7 +21,8 @@ import (
 // backend contains the damage:
 //
 //   - A commit that fails stops the committer: nothing is written to that
-//     Badger again, so its fatal assertion is never reached.
+//     Badger again, so its fatal assertion is never reached. A commit
+//     that panics inside Badger with a runtime error fails so too.
 //   - A read that panics inside Badger with a runtime error is recovered
 //     and reported as an error.
 //   - Either marks the backend as failed: every call returns

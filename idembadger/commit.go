@@ -53,7 +53,7 @@ import (
 type committer struct {
 	db      *badger.DB
 	onFail  func(error) error
-	version atomic.Uint64  // the newest version committed
+	version atomic.Uint64  // the newest version handed out (a failed commit leaves a gap)
 	running sync.WaitGroup // 1 while commits run, from the writer that starts them until no batch waits
 
 	// writing is held shared by each commit, and exclusively by alone:
@@ -134,7 +134,7 @@ func (c *committer) write(changes ...change) error {
 // run commits b, then the batches that gather meanwhile, one after the
 // other, each on a new goroutine.
 func (c *committer) run(b *batch) {
-	err := c.commitContained(b.changes)
+	panicked, err := c.commitContained(b.changes)
 	failed := err != nil && !errors.Is(err, badger.ErrDBClosed) && !errors.Is(err, badger.ErrBlockedWrites)
 	if failed {
 		err = c.onFail(err)
@@ -154,27 +154,29 @@ func (c *committer) run(b *batch) {
 	}
 	if next == nil {
 		c.running.Done()
+		if panicked != nil {
+			panic(panicked) // now that nobody waits
+		}
 		return
 	}
 	go c.run(next)
 }
 
-// commitContained is commit with a runtime panic inside Badger turned
-// into the commit's failure, as engine does for reads: the batch's writers
-// are woken with it and the committer stops, where the panic would leave
-// them waiting for ever (or end the process, on the goroutine that run
-// starts for a following batch).
-func (c *committer) commitContained(changes []change) (err error) {
+// commitContained is commit with a panic inside Badger turned into the
+// commit's failure: run wakes the batch's writers with it and stops the
+// committer, where the panic would leave them, and stop, waiting for ever.
+// A panic that is not a runtime error is returned too, for run to raise
+// again once nobody waits (engine contains only runtime errors).
+func (c *committer) commitContained(changes []change) (panicked any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			re, ok := r.(runtime.Error)
-			if !ok {
-				panic(r)
+			err = fmt.Errorf("badger: panic: %v", r)
+			if _, ok := r.(runtime.Error); !ok {
+				panicked = r
 			}
-			err = fmt.Errorf("badger: %w", re)
 		}
 	}()
-	return c.commit(changes)
+	return nil, c.commit(changes)
 }
 
 // commit writes changes in as few transactions as Badger's size limit

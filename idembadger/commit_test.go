@@ -162,9 +162,41 @@ func TestCommitterContainsAPanickingCommit(t *testing.T) {
 	c := newCommitter(db, func(err error) error { return err })
 	c.db = nil // the next commit dereferences it
 	err = c.write(change{key: []byte("k"), value: []byte("v")})
-	var re runtime.Error
-	require.ErrorAs(t, err, &re)
+	assert.ErrorContains(t, err, "nil pointer dereference")
 	assert.ErrorIs(t, c.write(change{key: []byte("k2"), value: []byte("v")}), errCommitterFailed)
+	assert.ErrorIs(t, c.alone(func() error { return nil }, func(error) bool { return true }), errCommitterFailed,
+		"the commit's lock is free, and alone refuses")
+	stopped := make(chan struct{})
+	go func() { c.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("stop waits for a commit that panicked")
+	}
+}
+
+// TestCommitterRaisesAnOtherPanicOnceNobodyWaits: a commit that panics
+// with something else than a runtime error (Badger's own panics are
+// strings) stops the committer and wakes its writers; the panic goes on
+// to the writer that ran the commit, and nobody is left waiting.
+func TestCommitterRaisesAnOtherPanicOnceNobodyWaits(t *testing.T) {
+	db, err := badger.OpenManaged(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
+	require.NoError(t, err)
+	defer db.Close()
+	plain, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
+	require.NoError(t, err)
+	defer plain.Close()
+	c := newCommitter(db, func(err error) error { return err })
+	c.db = plain // NewTransactionAt panics with a string in Badger's own mode
+	assert.Panics(t, func() { _ = c.write(change{key: []byte("k"), value: []byte("v")}) })
+	written := make(chan error, 1)
+	go func() { written <- c.write(change{key: []byte("k2"), value: []byte("v")}) }()
+	select {
+	case err := <-written:
+		assert.ErrorIs(t, err, errCommitterFailed)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a write waits for a committer that panicked")
+	}
 	stopped := make(chan struct{})
 	go func() { c.stop(); close(stopped) }()
 	select {

@@ -22,7 +22,8 @@ import (
 //
 //   - A commit that fails stops the committer: nothing is written to that
 //     Badger again, so its fatal assertion is never reached. A commit
-//     that panics inside Badger with a runtime error fails so too.
+//     that panics on the committing goroutine fails so too (Badger's
+//     own write goroutine is out of reach).
 //   - A read that panics inside Badger with a runtime error is recovered
 //     and reported as an error.
 //   - Either marks the backend as failed: every call returns

@@ -22,8 +22,9 @@ import (
 const tortureUsage = `idem torture [-rounds 20] [-keys 2000] [-goroutines 8] [-sync] [-min-kill 20ms] [-max-kill 400ms] [-dir DIR] [-json]
 
 Runs a child process that calls Do on a shared set of keys from several
-goroutines while it collects in a loop, kills it with SIGKILL at a random
-moment, reopens the store, and repeats. Every execution of a function and every acknowledged result is
+goroutines, while short-lived records of another scope are written and
+collected, kills it with SIGKILL at a random moment, reopens the store, and
+repeats. Every execution of a function and every acknowledged result is
 appended to a ledger file (fsynced) outside the store. At the end it checks:
 no acknowledged result is lost or changed, no key runs twice under
 OrphanReport, and under OrphanRerun a key runs again only after a crash
@@ -187,10 +188,26 @@ func tortureChild(cfg tortureConfig) error {
 			return err
 		}
 	}
-	errc := make(chan error, cfg.Goroutines+1)
+	errc := make(chan error, cfg.Goroutines+2)
+	// Beside the checked scopes, records of a tenth of a second are
+	// written and collected all along (deleted, the memtables flushed,
+	// the levels compacted), so that kills also land in collections; they
+	// are not checked, since an expired key may rightly run again.
+	brief, err := st.Scope("brief", idem.ScopeOptions{TTL: 100 * time.Millisecond})
+	if err != nil {
+		return err
+	}
 	go func() {
-		// Collections run all along, so that kills also land in their
-		// flushes, compactions and value-log rewrites.
+		value := make([]byte, 200) // in the value log
+		for n := 0; ; n++ {
+			_, err := brief.Do(context.Background(), fmt.Sprint("b", n%1000), nil, func(context.Context) ([]byte, error) { return value, nil })
+			if err != nil {
+				errc <- fmt.Errorf("brief: %w", err)
+				return
+			}
+		}
+	}()
+	go func() {
 		for {
 			if _, err := st.GC(context.Background()); err != nil {
 				errc <- fmt.Errorf("gc: %w", err)

@@ -121,9 +121,10 @@ func (k *Keys) old(dst []byte, i int) []byte {
 	return k.key(dst, "-old-", uint64(i))
 }
 
-// key appends prefix, kind and n in 19 digits to dst: KeyLen bytes, built
-// without fmt, whose formatting cost a third of a hot row's CPU (the
-// harness's cost is every target's, and hides how far apart they are).
+// key appends prefix, kind and n (below 10^19) in 19 digits to dst:
+// KeyLen bytes, built without fmt, whose formatting cost a third of a hot
+// row's CPU (the harness's cost is every target's, and hides how far
+// apart they are).
 func (k *Keys) key(dst []byte, kind string, n uint64) []byte {
 	dst = append(append(dst, k.prefix...), kind...)
 	var digits [19]byte

@@ -14,7 +14,7 @@ func TestKeysAreFmtsKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []uint64{0, 1, 9, 10, 99_999, 1 << 40, math.MaxInt64} {
+	for _, n := range []uint64{0, 1, 9, 10, 99_999, 1 << 40, math.MaxInt64, 9_999_999_999_999_999_999} {
 		got := k.key(nil, "-new-", n)
 		assert.Equal(t, fmt.Sprintf("%s-new-%019d", k.prefix, n), string(got))
 		assert.Len(t, got, KeyLen)

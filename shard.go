@@ -84,10 +84,10 @@ func (s *shards) of(key []byte) (*shard, uint64) {
 // that lives past horizon (Unix nanoseconds; see Store.hitHorizon), or,
 // when horizon is the recent clock's estimate (recent not nil), one that
 // lives past what the clock itself says; otherwise the call that owns key
-// now, or a new call owned by the caller, which must end with finish. The owner gets the heap copy
-// of key that the call is filed under (owned, nil for everyone else):
-// the key outlives the call in the claim, the cache and the backend, and
-// one copy serves them all. Nothing may modify it.
+// now, or a new call owned by the caller, which must end with finish. The
+// owner gets the heap copy of key that the call is filed under (owned, nil
+// for everyone else): the key outlives the call in the claim, the cache
+// and the backend, and one copy serves them all. Nothing may modify it.
 func (sh *shard) enter(key []byte, h uint64, horizon int64, recent *recentClock) (cached *record, c *call, owned []byte) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()

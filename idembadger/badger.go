@@ -148,11 +148,12 @@ func needsWritableOpen(err error) bool {
 		strings.Contains(err.Error(), "error while truncation")
 }
 
-// openDB opens Badger in managed mode (see committer), mending what a process killed inside Badger's own
-// Open leaves behind: each Open creates a value log file, and one killed
-// before the file was sized leaves it empty, which the next Open refuses
-// ("Create a new file"). That failed Open sets the file up all the same
-// (its header, its size), so a second Open succeeds.
+// openDB opens Badger in managed mode (see committer), mending what a
+// process killed inside Badger's own Open leaves behind: each Open creates
+// a value log file, and one killed before the file was sized leaves it
+// empty, which the next Open refuses ("Create a new file"). That failed
+// Open sets the file up all the same (its header, its size), so a second
+// Open succeeds.
 func openDB(bo badger.Options) (*badger.DB, error) {
 	db, err := badger.OpenManaged(bo)
 	if err != nil && !bo.ReadOnly && strings.Contains(err.Error(), "Create a new file") {

@@ -123,8 +123,9 @@ func rewriteFailed(err error) bool {
 	return !nothingToRewrite(err) && !errors.Is(err, badger.ErrDBClosed)
 }
 
-// flushKey is stored only to be dropped at once (see committer.flushMemtables). It
-// starts with 0x00, outside the keys the store uses.
+// flushKey is stored only to be dropped at once (see
+// committer.flushMemtables). It starts with 0x00, outside the keys the
+// store uses.
 var flushKey = []byte{0x00, 'f', 'l', 'u', 's', 'h'}
 
 // flushMemtables writes Badger's memtables to the tree. Badger does that

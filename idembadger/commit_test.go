@@ -166,13 +166,7 @@ func TestCommitterContainsAPanickingCommit(t *testing.T) {
 	assert.ErrorIs(t, c.write(change{key: []byte("k2"), value: []byte("v")}), errCommitterFailed)
 	assert.ErrorIs(t, c.alone(func() error { return nil }, func(error) bool { return true }), errCommitterFailed,
 		"the commit's lock is free, and alone refuses")
-	stopped := make(chan struct{})
-	go func() { c.stop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(10 * time.Second):
-		t.Fatal("stop waits for a commit that panicked")
-	}
+	requireStops(t, c)
 }
 
 // TestCommitterRaisesAnOtherPanicOnceNobodyWaits: a commit that panics
@@ -197,6 +191,12 @@ func TestCommitterRaisesAnOtherPanicOnceNobodyWaits(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a write waits for a committer that panicked")
 	}
+	requireStops(t, c)
+}
+
+// requireStops fails t if c's stop waits for a commit that panicked.
+func requireStops(t *testing.T, c *committer) {
+	t.Helper()
 	stopped := make(chan struct{})
 	go func() { c.stop(); close(stopped) }()
 	select {

@@ -32,7 +32,7 @@ badger-ingest, blind writes of concurrent callers committed together with
 conflict detection off: not check-and-sets, but what Badger's write alone
 costs a new key, one by one and at its ingest ceiling (the unique workload
 only).
-` + claimedLegend + "\n" + ratioLegend + `
+` + claimedLegend + "\n" + serverCPULegend + "\n" + ratioLegend + `
 
 examples:
   idem bench -workload unique -goroutines 64 -duration 5s
@@ -51,11 +51,13 @@ type benchRow struct {
 	P99us      float64 `json:"p99_us"`
 	Claimed    float64 `json:"claimed"`
 	CPUPerOpUs float64 `json:"cpu_per_op_us"`
-	VsBadger   float64 `json:"vs_badger_naive,omitempty"`
-	VsMemory   float64 `json:"vs_mem_sharded,omitempty"`
-	VsRedis    float64 `json:"vs_redis_setnx,omitempty"`
-	VsPG       float64 `json:"vs_pg_claim,omitempty"`
-	VsInsert   float64 `json:"vs_pg_insert,omitempty"`
+	// ServerCPUPerOpUs is the Redis server's CPU per call (-redis only).
+	ServerCPUPerOpUs float64 `json:"server_cpu_per_op_us,omitempty"`
+	VsBadger         float64 `json:"vs_badger_naive,omitempty"`
+	VsMemory         float64 `json:"vs_mem_sharded,omitempty"`
+	VsRedis          float64 `json:"vs_redis_setnx,omitempty"`
+	VsPG             float64 `json:"vs_pg_claim,omitempty"`
+	VsInsert         float64 `json:"vs_pg_insert,omitempty"`
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -129,7 +131,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, w := range ws {
 		for _, g := range gs {
 			if !*asJSON { // a table per group, printed as soon as it is measured
-				fmt.Fprint(tw, "target\tworkload\tgoroutines\tops/s\tcpu/op\tp50\tp99\tclaimed\t")
+				fmt.Fprint(tw, "target\tworkload\tgoroutines\tops/s\tcpu/op\t")
+				if *redisAddr != "" {
+					fmt.Fprint(tw, "server cpu/op\t")
+				}
+				fmt.Fprint(tw, "p50\tp99\tclaimed\t")
 				for _, b := range baselines {
 					fmt.Fprintf(tw, "× %s\t", b)
 				}
@@ -147,7 +153,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				}
 				rows = append(rows, benchRow{
 					Target: string(k), Workload: string(w), Goroutines: g, Sync: *sync,
-					OpsPerSec: r.OpsPerSec, CPUPerOpUs: micros(r.CPUPerOp), P50us: micros(r.P50), P99us: micros(r.P99), Claimed: r.Claimed,
+					OpsPerSec: r.OpsPerSec, CPUPerOpUs: micros(r.CPUPerOp), ServerCPUPerOpUs: micros(r.ServerCPUPerOp), P50us: micros(r.P50), P99us: micros(r.P99), Claimed: r.Claimed,
 				})
 			}
 			ratios(rows)
@@ -158,8 +164,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 					}
 					continue
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.1fµs\t%.1fµs\t%.1fµs\t%.1f%%\t", row.Target, row.Workload, row.Goroutines,
-					row.OpsPerSec, row.CPUPerOpUs, row.P50us, row.P99us, 100*row.Claimed)
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.1fµs\t", row.Target, row.Workload, row.Goroutines, row.OpsPerSec, row.CPUPerOpUs)
+				if *redisAddr != "" {
+					fmt.Fprintf(tw, "%s\t", serverCPU(row.ServerCPUPerOpUs))
+				}
+				fmt.Fprintf(tw, "%.1fµs\t%.1fµs\t%.1f%%\t", row.P50us, row.P99us, 100*row.Claimed)
 				for _, b := range baselines {
 					fmt.Fprintf(tw, "%s\t", ratio(row.vs(b)))
 				}
@@ -172,6 +181,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if !*asJSON {
 		fmt.Fprintln(stdout, claimedLegend)
+		if *redisAddr != "" {
+			fmt.Fprintln(stdout, serverCPULegend)
+		}
 		if len(baselines) > 0 {
 			fmt.Fprintln(stdout, ratioLegend)
 		}
@@ -183,8 +195,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 const (
 	claimedLegend = "cpu/op: this process's CPU time (user and system, background work included; a server's not) per call.\n" +
 		"claimed: the share of calls that found their key new and ran the work (the rest got a stored or running result)."
-	ratioLegend = "× B: the row's ops/s divided by baseline B's in the same workload and goroutines (above 1: faster than B)."
+	serverCPULegend = "server cpu/op: the Redis server's CPU time (INFO cpu, user and system) per call; other clients of the server count too."
+	ratioLegend     = "× B: the row's ops/s divided by baseline B's in the same workload and goroutines (above 1: faster than B)."
 )
+
+// serverCPU prints a server's CPU per call, "-" for a row without a server.
+func serverCPU(us float64) string {
+	if us == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fµs", us)
+}
 
 // ratios fills each row's ratio to the baselines of its group.
 func ratios(rows []benchRow) {

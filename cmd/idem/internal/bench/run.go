@@ -33,7 +33,11 @@ type Report struct {
 	// goroutine: the engine's background work too) per operation; 0 where
 	// the platform does not say. A server's CPU (Redis, Postgres) is not in it.
 	CPUPerOp time.Duration
-	P50, P99 time.Duration
+	// ServerCPUPerOp is the server's CPU time per operation, for targets
+	// whose server reports it (Redis); 0 for the others. On a server that
+	// others use too, their work counts as well.
+	ServerCPUPerOp time.Duration
+	P50, P99       time.Duration
 }
 
 // Run measures one row in a fresh temporary directory, which it removes.
@@ -57,6 +61,13 @@ func Run(ctx context.Context, c Config) (Report, error) {
 		errOnce      sync.Once
 	)
 	stop := make(chan struct{})
+	server, _ := t.(serverTarget)
+	var server0 time.Duration
+	if server != nil {
+		if server0, err = server.ServerCPU(ctx); err != nil {
+			return Report{}, err
+		}
+	}
 	cpu0 := processCPU()
 	start := time.Now()
 	for g := range c.Goroutines {
@@ -102,6 +113,13 @@ func Run(ctx context.Context, c Config) (Report, error) {
 		return Report{}, fmt.Errorf("%s %s: %w", c.Kind, c.Workload, firstErr)
 	}
 	r := Report{Config: c, Ops: ops.Load(), OpsPerSec: float64(ops.Load()) / elapsed.Seconds()}
+	if server != nil && r.Ops > 0 {
+		server1, err := server.ServerCPU(ctx)
+		if err != nil {
+			return Report{}, err
+		}
+		r.ServerCPUPerOp = (server1 - server0) / time.Duration(r.Ops)
+	}
 	if r.Ops > 0 {
 		r.Claimed = float64(claimed.Load()) / float64(r.Ops)
 		r.CPUPerOp = cpu / time.Duration(r.Ops)

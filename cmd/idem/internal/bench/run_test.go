@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/idemkit/idem/idemredis/redistest"
 )
 
 // TestRunEveryTargetAndWorkload runs each check-and-set target briefly:
@@ -38,5 +40,17 @@ func TestBlindTargetWritesEveryKey(t *testing.T) {
 		require.NoError(t, err, kind)
 		assert.Positive(t, r.Ops, kind)
 		assert.Equal(t, 1.0, r.Claimed, kind)
+	}
+}
+
+// TestRedisRowsReportTheServersCPU runs the Redis targets on a real
+// server: each row reports the server's CPU per operation beside its own.
+func TestRedisRowsReportTheServersCPU(t *testing.T) {
+	addr := redistest.Addr(t)
+	for _, kind := range RedisKinds {
+		r, err := Run(context.Background(), Config{Kind: kind, Workload: Unique, Goroutines: 4, Duration: 100 * time.Millisecond, ValueSize: 64, RedisAddr: addr})
+		require.NoError(t, err, kind)
+		assert.Positive(t, r.Ops, kind)
+		assert.Positive(t, r.ServerCPUPerOp, "%s: the server's CPU per operation", kind)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -296,6 +298,34 @@ func (t *redisTarget) Claim(ctx context.Context, key, value []byte) (bool, error
 		return true, nil // nothing was there: set
 	}
 	return false, err
+}
+
+// serverTarget is a target whose server reports the CPU time it has used.
+type serverTarget interface {
+	ServerCPU(ctx context.Context) (time.Duration, error)
+}
+
+// ServerCPU is the Redis server's CPU time, user and system, from INFO.
+func (t *redisTarget) ServerCPU(ctx context.Context) (time.Duration, error) {
+	info, err := t.rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, err
+	}
+	var total time.Duration
+	for _, field := range []string{"used_cpu_user:", "used_cpu_sys:"} {
+		i := strings.Index(info, "\n"+field)
+		if i < 0 {
+			return 0, fmt.Errorf("bench: Redis INFO cpu without %s", field)
+		}
+		v := info[i+1+len(field):]
+		v = strings.TrimSpace(v[:strings.IndexAny(v+"\r\n", "\r\n")])
+		sec, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bench: Redis INFO %s%q: %w", field, v, err)
+		}
+		total += time.Duration(sec * float64(time.Second))
+	}
+	return total, nil
 }
 
 // Close deletes the target's keys and disconnects.

@@ -48,6 +48,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend) {
 		{"Values", testValues},
 		{"ClaimStorm", testClaimStorm},
 		{"Capabilities", testCapabilities},
+		{"Watch", testWatch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -548,5 +549,53 @@ func testCapabilities(t *testing.T, be backend.Backend) {
 	for i, k := range want[:3] {
 		_, found := get(t, be, []byte(k))
 		assert.Equal(t, i == 1, found, "%q", k)
+	}
+}
+
+// testWatch checks a Watcher: a watch of an in-progress key is not woken
+// while its owner runs, and is woken by its completion and by its release
+// (by the backend's own signal: the suite waits far longer than any
+// polling of the store would); a watch of a finished or absent key is
+// woken at once.
+func testWatch(t *testing.T, be backend.Backend) {
+	w, ok := be.(backend.Watcher)
+	if !ok {
+		t.Skip("not a Watcher")
+	}
+	ctx := context.Background()
+	woken := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		case <-time.After(10 * time.Second):
+			return false
+		}
+	}
+	for _, end := range []string{"complete", "release"} {
+		k := key("watch-" + end)
+		owner := own(t, be, k, request("claim"))
+		ch, stop, err := w.Watch(ctx, k)
+		require.NoError(t, err, end)
+		select {
+		case <-ch:
+			t.Fatalf("%s: woken while the owner runs", end)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if end == "complete" {
+			require.NoError(t, be.Complete(ctx, k, owner, []byte("v"), time.Hour))
+		} else {
+			require.NoError(t, be.Release(ctx, k, owner))
+		}
+		assert.True(t, woken(ch), "%s: the watch is woken", end)
+		stop()
+	}
+	finished := key("watch-finished")
+	owner := own(t, be, finished, request("claim"))
+	require.NoError(t, be.Complete(ctx, finished, owner, []byte("v"), time.Hour))
+	for _, k := range [][]byte{finished, key("watch-absent")} {
+		ch, stop, err := w.Watch(ctx, k)
+		require.NoError(t, err)
+		assert.True(t, woken(ch), "%q: a key not in progress wakes its watch", k)
+		stop()
 	}
 }

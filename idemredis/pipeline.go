@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -143,6 +144,10 @@ func (p *pipeliner) loop() {
 		case <-p.quit:
 			return
 		}
+		// Yield once, so that callers already runnable queue their calls
+		// and join this pipeline: fewer, fuller pipelines cost both sides
+		// less per call.
+		runtime.Gosched()
 	more:
 		for len(batch) < maxBatch {
 			select {

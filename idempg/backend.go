@@ -103,6 +103,7 @@ func New(pool *pgxpool.Pool, opts Options) (*Backend, error) {
 		}
 	}
 	b := &Backend{pool: pool, table: opts.Table, channel: strings.ReplaceAll(opts.Table, ".", "_") + "_done"}
+	b.clock.Read = b.serverTime
 	b.sql = newStatements(b.table, b.channel)
 	return b, nil
 }
@@ -323,15 +324,18 @@ func (b *Backend) DeleteExpired(ctx context.Context, limit int) (int, int64, err
 // readings (see internal/serverclock): never early, late by at most a
 // reading's round trip.
 func (b *Backend) Now(ctx context.Context) (time.Time, error) {
-	t, err := b.clock.Now(ctx, func(ctx context.Context) (int64, error) {
-		var us int64
-		err := b.pool.QueryRow(ctx, `SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint`).Scan(&us)
-		return us, err
-	})
+	t, err := b.clock.Now(ctx)
 	if err != nil {
 		return time.Time{}, b.fail("clock", err)
 	}
 	return t, nil
+}
+
+// serverTime reads the server's clock (serverclock.Clock.Read).
+func (b *Backend) serverTime(ctx context.Context) (int64, error) {
+	var us int64
+	err := b.pool.QueryRow(ctx, `SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint`).Scan(&us)
+	return us, err
 }
 
 // Close implements [backend.Backend]. It leaves the pool open.

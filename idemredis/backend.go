@@ -88,7 +88,9 @@ func New(rdb redis.UniversalClient, opts Options) (*Backend, error) {
 		return nil, fmt.Errorf("%w: idemredis does not support redis.Ring (use a Client, a failover Client or a ClusterClient)", backend.ErrInvalidOptions)
 	}
 	p := startPipeliner(rdb)
-	return &Backend{rdb: rdb, prefix: opts.Prefix, pipe: p, quick: !p.cluster}, nil
+	b := &Backend{rdb: rdb, prefix: opts.Prefix, pipe: p, quick: !p.cluster}
+	b.clock.Read = b.serverTime
+	return b, nil
 }
 
 var (

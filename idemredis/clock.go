@@ -12,12 +12,15 @@ import (
 // internal/serverclock). Claims read the clock on their way. On a
 // Cluster, the estimate is of one node's clock.
 func (b *Backend) Now(ctx context.Context) (time.Time, error) {
-	t, err := b.clock.Now(ctx, func(ctx context.Context) (int64, error) {
-		t, err := b.rdb.Time(ctx).Result()
-		return t.UnixMicro(), err
-	})
+	t, err := b.clock.Now(ctx)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("idemredis: %w", err)
 	}
 	return t, nil
+}
+
+// serverTime reads the server's clock (serverclock.Clock.Read).
+func (b *Backend) serverTime(ctx context.Context) (int64, error) {
+	t, err := b.rdb.Time(ctx).Result()
+	return t.UnixMicro(), err
 }

@@ -20,8 +20,13 @@ const Fresh = time.Second
 // moment, so the server's time at that moment was at most the time read:
 // an estimate is never early, and late by at most the reading's round
 // trip. The local wall clock plays no part: a machine whose clock is set
-// wrong estimates the same. The zero value is ready to use.
+// wrong estimates the same. Set Read before the first call of Now.
 type Clock struct {
+	// Read reads the server's time, in Unix microseconds. It is set once,
+	// rather than passed to each Now, so that a call does not allocate a
+	// function value.
+	Read func(context.Context) (int64, error)
+
 	last atomic.Pointer[reading] // nil until the first reading
 
 	mu      sync.Mutex    // guards reading
@@ -39,7 +44,7 @@ type reading struct {
 // tighter bound), or the reading it replaces was sent half the freshness
 // window before it.
 func (c *Clock) Observe(sent time.Time, us int64) {
-	r := &reading{sent: sent, us: us}
+	var r *reading // made only when kept: most readings are not
 	for {
 		old := c.last.Load()
 		if old != nil {
@@ -47,6 +52,9 @@ func (c *Clock) Observe(sent time.Time, us int64) {
 			if after <= Fresh/2 && us-after.Microseconds() > old.us {
 				return
 			}
+		}
+		if r == nil {
+			r = &reading{sent: sent, us: us}
 		}
 		if c.last.CompareAndSwap(old, r) {
 			return
@@ -71,18 +79,18 @@ func (c *Clock) Estimate() (us int64, at time.Time, ok bool) {
 }
 
 // Now returns the server's time, estimated from a reading at most Fresh
-// old, or read now with read (which returns the server's time in Unix
-// microseconds) if there is none. A reading older than half of Fresh is
-// refreshed in the background; one reading at a time is on the wire.
-func (c *Clock) Now(ctx context.Context, read func(context.Context) (int64, error)) (time.Time, error) {
+// old, or read now with Read if there is none. A reading older than half
+// of Fresh is refreshed in the background; one reading at a time is on
+// the wire.
+func (c *Clock) Now(ctx context.Context) (time.Time, error) {
 	for {
 		if us, at, ok := c.Estimate(); ok {
 			if r := c.last.Load(); at.Sub(r.sent) > Fresh/2 {
-				c.refresh(read, false)
+				c.refresh(false)
 			}
 			return time.UnixMicro(us), nil
 		}
-		wait, err := c.refresh(read, true)
+		wait, err := c.refresh(true)
 		if err != nil {
 			return time.Time{}, err
 		}
@@ -97,7 +105,7 @@ func (c *Clock) Now(ctx context.Context, read func(context.Context) (int64, erro
 // refresh starts a reading unless one is on the wire, and returns a
 // channel closed when it is back. A reading that fails leaves the clock as
 // it was; with wait, it is read on this goroutine and its error returned.
-func (c *Clock) refresh(read func(context.Context) (int64, error), wait bool) (<-chan struct{}, error) {
+func (c *Clock) refresh(wait bool) (<-chan struct{}, error) {
 	c.mu.Lock()
 	if c.reading != nil {
 		defer c.mu.Unlock()
@@ -111,7 +119,7 @@ func (c *Clock) refresh(read func(context.Context) (int64, error), wait bool) (<
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		sent := time.Now()
-		us, rerr := read(ctx)
+		us, rerr := c.Read(ctx)
 		if rerr == nil {
 			c.Observe(sent, us)
 		}

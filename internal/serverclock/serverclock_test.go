@@ -60,11 +60,10 @@ func TestEstimateGoesStale(t *testing.T) {
 // Now reads the server once when it has no fresh reading, and otherwise
 // estimates without asking.
 func TestNowReadsWhenStale(t *testing.T) {
-	var c Clock
 	reads := 0
-	read := func(ctx context.Context) (int64, error) { reads++; return server(ctx) }
+	c := Clock{Read: func(ctx context.Context) (int64, error) { reads++; return server(ctx) }}
 	for range 100 {
-		now, err := c.Now(context.Background(), read)
+		now, err := c.Now(context.Background())
 		require.NoError(t, err)
 		assert.WithinDuration(t, time.Now().Add(time.Minute), now, 50*time.Millisecond)
 	}

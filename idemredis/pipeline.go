@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -144,10 +143,6 @@ func (p *pipeliner) loop() {
 		case <-p.quit:
 			return
 		}
-		// Yield once, so that callers already runnable queue their calls
-		// and join this pipeline: fewer, fuller pipelines cost both sides
-		// less per call.
-		runtime.Gosched()
 	more:
 		for len(batch) < maxBatch {
 			select {

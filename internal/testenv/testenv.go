@@ -1,6 +1,7 @@
-// Package testenv says which tests run: the long ones (soak, crash and
+// Package testenv says which tests run — the long ones (soak, crash and
 // fault loops, the full model test) only when IDEM_LONG is set, as CI
-// does, so that the plain test command stays under a minute.
+// does, so that the plain test command stays under a minute — and gives
+// tests the load they run under (busy.go).
 package testenv
 
 import (

@@ -155,6 +155,10 @@ func testComplete(t *testing.T, be backend.Backend) {
 	assert.ErrorIs(t, be.Complete(ctx, k, owner, []byte("twice"), time.Hour), backend.ErrLeaseLost)
 	assert.ErrorIs(t, be.Release(ctx, k, owner), backend.ErrLeaseLost)
 	assert.ErrorIs(t, be.Renew(ctx, k, owner, time.Minute), backend.ErrLeaseLost)
+	// A finished entry's owner is 0, and 0 owns nothing.
+	assert.ErrorIs(t, be.Complete(ctx, k, 0, []byte("by nobody"), time.Hour), backend.ErrLeaseLost)
+	assert.ErrorIs(t, be.Release(ctx, k, 0), backend.ErrLeaseLost)
+	assert.ErrorIs(t, be.Renew(ctx, k, 0, time.Minute), backend.ErrLeaseLost)
 	e, _ = get(t, be, k)
 	assert.Equal(t, "result", string(e.Value))
 	assert.ErrorIs(t, be.Complete(ctx, key("absent"), owner, []byte("x"), time.Hour), backend.ErrLeaseLost)
@@ -552,11 +556,10 @@ func testCapabilities(t *testing.T, be backend.Backend) {
 	}
 }
 
-// testWatch checks a Watcher: a watch of an in-progress key is not woken
-// while its owner runs, and is woken by its completion and by its release
-// (by the backend's own signal: the suite waits far longer than any
-// polling of the store would); a watch of a finished or absent key is
-// woken at once.
+// testWatch checks a Watcher: a watch of an in-progress key is woken by
+// its completion and by its release (by the backend's own signal: the
+// suite waits far longer than the store's polling would), and a watch of
+// a finished or absent key at once. (A watch may also be woken early.)
 func testWatch(t *testing.T, be backend.Backend) {
 	w, ok := be.(backend.Watcher)
 	if !ok {
@@ -576,11 +579,6 @@ func testWatch(t *testing.T, be backend.Backend) {
 		owner := own(t, be, k, request("claim"))
 		ch, stop, err := w.Watch(ctx, k)
 		require.NoError(t, err, end)
-		select {
-		case <-ch:
-			t.Fatalf("%s: woken while the owner runs", end)
-		case <-time.After(50 * time.Millisecond):
-		}
 		if end == "complete" {
 			require.NoError(t, be.Complete(ctx, k, owner, []byte("v"), time.Hour))
 		} else {

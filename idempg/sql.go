@@ -87,7 +87,7 @@ FROM (SELECT 1 FROM cfg) AS one LEFT JOIN old ON true`),
 WITH u AS (
 	UPDATE {T} SET lease_until = now() + $3 * interval '1 microsecond',
 		expires_at = greatest(expires_at, now() + $3 * interval '1 microsecond')
-	WHERE key = $1 AND owner = $2 AND expires_at > now() RETURNING 1
+	WHERE key = $1 AND owner = $2 AND owner <> 0 AND expires_at > now() RETURNING 1
 ) SELECT count(*), 0 FROM u`),
 
 		// $1 key, $2 owner, $3 value, $4 ttl µs, $5 channel.
@@ -95,7 +95,7 @@ WITH u AS (
 WITH u AS (
 	UPDATE {T} SET value = $3, owner = 0, lease_until = NULL,
 		expires_at = now() + $4 * interval '1 microsecond'
-	WHERE key = $1 AND owner = $2 AND expires_at > now() RETURNING watched
+	WHERE key = $1 AND owner = $2 AND owner <> 0 AND expires_at > now() RETURNING watched
 ), n AS (
 	SELECT pg_notify($5, encode($1, 'hex')) FROM u WHERE u.watched
 ) SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)`),
@@ -103,7 +103,7 @@ WITH u AS (
 		// $1 key, $2 owner, $3 channel.
 		release: q(`
 WITH d AS (
-	DELETE FROM {T} WHERE key = $1 AND owner = $2 AND expires_at > now() RETURNING watched
+	DELETE FROM {T} WHERE key = $1 AND owner = $2 AND owner <> 0 AND expires_at > now() RETURNING watched
 ), n AS (
 	SELECT pg_notify($3, encode($1, 'hex')) FROM d WHERE d.watched
 ) SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM n)`),

@@ -199,8 +199,12 @@ func token(v any) (uint64, error) {
 }
 
 // owned runs an operation that replies 1 for the owner and 0 otherwise;
-// its first argument is the owner (see ownerArg).
+// its first argument is the owner (see ownerArg). Owner 0, a finished
+// entry's, owns nothing.
 func (b *Backend) owned(ctx context.Context, o *op, key []byte, args ...any) error {
+	if args[0] == noOwner {
+		return backend.ErrLeaseLost
+	}
 	reply, err := b.pipe.run(ctx, o, b.redisKey(key), args...)
 	if err != nil {
 		return err
@@ -228,6 +232,9 @@ func (b *Backend) Release(ctx context.Context, key []byte, owner uint64) error {
 
 // ownerArg is an owner as a script argument.
 func ownerArg(owner uint64) string { return strconv.FormatUint(owner, 10) }
+
+// noOwner is a finished entry's owner as a script argument.
+var noOwner any = ownerArg(0)
 
 // Get implements [backend.Backend].
 func (b *Backend) Get(ctx context.Context, key []byte) (backend.Entry, bool, error) {

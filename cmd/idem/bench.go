@@ -195,7 +195,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 const (
 	claimedLegend = "cpu/op: this process's CPU time (user and system, background work included; a server's not) per call.\n" +
 		"claimed: the share of calls that found their key new and ran the work (the rest got a stored or running result)."
-	serverCPULegend = "server cpu/op: the Redis server's CPU time (INFO cpu, user and system) per call; other clients of the server count too."
+	serverCPULegend = "server cpu/op: the Redis server's CPU time (INFO cpu, user and system) per call, - if it refuses INFO; other clients of the server count too."
 	ratioLegend     = "× B: the row's ops/s divided by baseline B's in the same workload and goroutines (above 1: faster than B)."
 )
 

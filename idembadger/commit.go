@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -18,15 +19,20 @@ import (
 // only after its own change is committed (and synced), so a claim is
 // persisted before its function runs and a completion before Do returns.
 //
-// A writer that finds no commit running commits at once, on its own
-// goroutine: a lone writer pays no hand-off to another goroutine and back.
-// It does not yield first to let runnable writers join (runtime.Gosched):
-// a yielded goroutine waits in the scheduler's global queue, behind every
-// CPU-bound goroutine of the process, and the commit with it (20-80 ms
-// with 2-8 busy goroutines, against 20 µs).
-// The batch that gathers during a commit is committed when it ends, by a
-// new goroutine, so that the writers of the first batch return without
+// A writer that finds no commit running commits on its own goroutine: a
+// lone writer pays no hand-off to another goroutine and back. The batch
+// that gathers during a commit is committed when it ends, by a new
+// goroutine, so that the writers of the first batch return without
 // waiting for the second.
+//
+// Commits are quick (see managed mode, below), and much of their cost is
+// the same for one change as for thirty, so a batch that would be smaller
+// than the last one waits up to lingerMax for the writers that commit
+// released to come back and join it (linger). A lone writer never waits:
+// its last batch was its own. Nor does the wait go through the scheduler's
+// global queue, as a yield (runtime.Gosched) would: behind every
+// CPU-bound goroutine of the process (20-80 ms with 2-8 busy goroutines,
+// against 20 µs).
 //
 // Merging changes of unrelated callers into one transaction is safe
 // because no two changes in a batch can touch the same key: a key's writes
@@ -62,11 +68,14 @@ type committer struct {
 	// holds up only the next ones, not reads.
 	writing sync.RWMutex
 
-	mu     sync.Mutex // guards next, busy, closed and failed
+	mu     sync.Mutex // guards next, busy, last, closed and failed
 	next   *batch     // changes waiting for the next commit
 	busy   bool       // a commit is running, and will see to next
+	last   int        // the changes of the last batch committed
 	closed bool
 	failed bool
+
+	lingerMax time.Duration // see linger; lingerMax unless a test sets it
 }
 
 // change is one write of a batch.
@@ -81,7 +90,16 @@ type batch struct {
 	changes []change
 	done    chan struct{} // closed once committed
 	err     error         // set before done is closed
+
+	// While its leader lingers, full is closed by the writer that brings
+	// the batch to target changes.
+	full   chan struct{}
+	target int
 }
+
+// lingerMax bounds how long a batch waits for the writers of the last
+// one to join it.
+const lingerMax = 50 * time.Microsecond
 
 // newCommitter commits to db, opened in managed mode, after the newest
 // version it holds (a store written in Badger's own mode has versions too),
@@ -89,7 +107,7 @@ type batch struct {
 // own mode does at Open: a reopened Badger may compact before its first
 // commit, and what a compaction keeps may stay for good.
 func newCommitter(db *badger.DB, onFail func(error) error) *committer {
-	c := &committer{db: db, onFail: onFail}
+	c := &committer{db: db, onFail: onFail, lingerMax: lingerMax}
 	v := db.MaxVersion()
 	c.version.Store(v)
 	db.SetDiscardTs(v)
@@ -113,10 +131,18 @@ func (c *committer) write(changes ...change) error {
 	}
 	b := c.next
 	b.changes = append(b.changes, changes...)
+	if b.full != nil && len(b.changes) >= b.target {
+		close(b.full)
+		b.full = nil
+	}
 	lead := !c.busy
 	if lead {
-		c.busy, c.next = true, nil
+		c.busy = true
 		c.running.Add(1)
+		if c.last > 1 && len(b.changes) < c.last {
+			c.linger(b)
+		}
+		c.next = nil
 	}
 	c.mu.Unlock()
 	if lead {
@@ -124,6 +150,27 @@ func (c *committer) write(changes ...change) error {
 	}
 	<-b.done
 	return b.err
+}
+
+// linger holds b open, with c.mu released, until it has as many changes
+// as the last batch committed or c.lingerMax has passed: the writers that
+// commit released are likely to write again soon, and a batch they join
+// costs each of them a share of one commit instead of a commit of its
+// own. The joiner that fills b wakes the lingering goroutine directly;
+// only a batch that does not fill waits for the timer. It is called with
+// c.mu held, and returns with it held.
+func (c *committer) linger(b *batch) {
+	full := make(chan struct{})
+	b.full, b.target = full, c.last
+	c.mu.Unlock()
+	t := time.NewTimer(c.lingerMax)
+	select {
+	case <-full:
+	case <-t.C:
+	}
+	t.Stop()
+	c.mu.Lock()
+	b.full = nil
 }
 
 // run commits b, then the batches that gather meanwhile, one after the
@@ -137,7 +184,11 @@ func (c *committer) run(b *batch) {
 	b.err = err
 	close(b.done)
 	c.mu.Lock()
+	c.last = len(b.changes)
 	next := c.next
+	if next != nil && c.last > 1 && len(next.changes) < c.last && !c.failed {
+		c.linger(next)
+	}
 	c.next = nil
 	c.failed = c.failed || failed
 	c.busy = next != nil && !c.failed

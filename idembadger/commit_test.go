@@ -205,3 +205,52 @@ func requireStops(t *testing.T, c *committer) {
 		t.Fatal("stop waits for a commit that panicked")
 	}
 }
+
+// TestBatchLingersForTheLastBatchsWriters has the last commit carry three
+// changes: the next leader waits for two more writers, and the three are
+// committed in one transaction.
+func TestBatchLingersForTheLastBatchsWriters(t *testing.T) {
+	db, err := badger.OpenManaged(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
+	require.NoError(t, err)
+	defer db.Close()
+	c := newCommitter(db, func(err error) error { return err })
+	defer c.stop()
+	c.mu.Lock()
+	c.last, c.lingerMax = 3, time.Minute // no timer ends the wait: only the third writer
+	c.mu.Unlock()
+
+	before := c.version.Load()
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Go(func() {
+			k := []byte(fmt.Sprint("k", i))
+			assert.NoError(t, c.write(change{key: k, value: k}))
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, before+1, c.version.Load(), "one commit for the three writers")
+	assert.Equal(t, 3, count(t, db))
+}
+
+// TestBatchThatDoesNotFillIsCommittedAfterItsLinger: a lone writer after
+// a batch of three waits out the linger, then commits alone; after that
+// its last batch is its own, and it no longer waits.
+func TestBatchThatDoesNotFillIsCommittedAfterItsLinger(t *testing.T) {
+	db, err := badger.OpenManaged(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
+	require.NoError(t, err)
+	defer db.Close()
+	c := newCommitter(db, func(err error) error { return err })
+	defer c.stop()
+	c.mu.Lock()
+	c.last, c.lingerMax = 3, 50*time.Millisecond
+	c.mu.Unlock()
+
+	start := time.Now()
+	require.NoError(t, c.write(change{key: []byte("a"), value: []byte("a")}))
+	assert.GreaterOrEqual(t, time.Since(start), 50*time.Millisecond, "it waited for the others")
+	c.mu.Lock()
+	last := c.last
+	c.mu.Unlock()
+	assert.Equal(t, 1, last, "the next batch waits for nobody")
+	assert.Equal(t, 1, count(t, db))
+}

@@ -210,14 +210,7 @@ func requireStops(t *testing.T, c *committer) {
 // changes: the next leader waits for two more writers, and the three are
 // committed in one transaction.
 func TestBatchLingersForTheLastBatchsWriters(t *testing.T) {
-	db, err := badger.OpenManaged(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
-	require.NoError(t, err)
-	defer db.Close()
-	c := newCommitter(db, func(err error) error { return err })
-	defer c.stop()
-	c.mu.Lock()
-	c.last, c.lingerMax = 3, time.Minute // no timer ends the wait: only the third writer
-	c.mu.Unlock()
+	db, c := lingering(t, 3, time.Minute) // no timer ends the wait: only the third writer
 
 	before := c.version.Load()
 	var wg sync.WaitGroup
@@ -236,14 +229,7 @@ func TestBatchLingersForTheLastBatchsWriters(t *testing.T) {
 // a batch of three waits out the linger, then commits alone; after that
 // its last batch is its own, and it no longer waits.
 func TestBatchThatDoesNotFillIsCommittedAfterItsLinger(t *testing.T) {
-	db, err := badger.OpenManaged(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
-	require.NoError(t, err)
-	defer db.Close()
-	c := newCommitter(db, func(err error) error { return err })
-	defer c.stop()
-	c.mu.Lock()
-	c.last, c.lingerMax = 3, 50*time.Millisecond
-	c.mu.Unlock()
+	db, c := lingering(t, 3, 50*time.Millisecond)
 
 	start := time.Now()
 	require.NoError(t, c.write(change{key: []byte("a"), value: []byte("a")}))
@@ -253,4 +239,20 @@ func TestBatchThatDoesNotFillIsCommittedAfterItsLinger(t *testing.T) {
 	c.mu.Unlock()
 	assert.Equal(t, 1, last, "the next batch waits for nobody")
 	assert.Equal(t, 1, count(t, db))
+}
+
+// lingering returns an in-memory Badger and a committer on it whose last
+// batch carried last changes, and which lingers up to linger.
+func lingering(t *testing.T, last int, linger time.Duration) (*badger.DB, *committer) {
+	db, err := badger.OpenManaged(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
+	require.NoError(t, err)
+	c := newCommitter(db, func(err error) error { return err })
+	t.Cleanup(func() {
+		c.stop()
+		_ = db.Close()
+	})
+	c.mu.Lock()
+	c.last, c.lingerMax = last, linger
+	c.mu.Unlock()
+	return db, c
 }

@@ -571,11 +571,8 @@ func TestClaimWhoseCallerLeftIsGivenBack(t *testing.T) {
 func TestCallsDoNotWaitBehindBusyGoroutines(t *testing.T) {
 	stores, _ := instances(t, 1, idem.Options{})
 	sc := scope(t, stores[0], idem.ScopeOptions{})
-	testenv.BusyProcessors(t)
-	median := testenv.MedianLatency(100, func(i int) {
+	testenv.KeepsPaceWhenBusy(t, func(i int) error {
 		_, err := sc.Do(context.Background(), fmt.Sprint("k", i), nil, func(context.Context) ([]byte, error) { return []byte("v"), nil })
-		require.NoError(t, err)
+		return err
 	})
-	t.Logf("median new key, every processor busy: %v", median)
-	assert.Less(t, median, 10*time.Millisecond)
 }

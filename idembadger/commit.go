@@ -26,13 +26,13 @@ import (
 // waiting for the second.
 //
 // Commits are quick (see managed mode, below), and much of their cost is
-// the same for one change as for thirty, so a batch that would be smaller
+// the same for one change as for thirty, so a batch with fewer writers
 // than the last one waits up to lingerMax for the writers that commit
-// released to come back and join it (linger). A lone writer never waits:
-// its last batch was its own. Nor does the wait go through the scheduler's
-// global queue, as a yield (runtime.Gosched) would: behind every
-// CPU-bound goroutine of the process (20-80 ms with 2-8 busy goroutines,
-// against 20 µs).
+// released to come back and join it (linger). A lone writer does not
+// wait, its last batch being its own, but for once right after a burst.
+// Nor does the wait go through the scheduler's global queue, as a yield
+// (runtime.Gosched) would: behind every CPU-bound goroutine of the
+// process (20-80 ms with 2-8 busy goroutines, against 20 µs).
 //
 // Merging changes of unrelated callers into one transaction is safe
 // because no two changes in a batch can touch the same key: a key's writes
@@ -71,7 +71,7 @@ type committer struct {
 	mu     sync.Mutex // guards next, busy, last, closed and failed
 	next   *batch     // changes waiting for the next commit
 	busy   bool       // a commit is running, and will see to next
-	last   int        // the changes of the last batch committed
+	last   int        // the writers of the last batch committed
 	closed bool
 	failed bool
 
@@ -88,11 +88,12 @@ type change struct {
 // batch is a group of changes committed together.
 type batch struct {
 	changes []change
+	writers int           // the writes whose changes these are
 	done    chan struct{} // closed once committed
 	err     error         // set before done is closed
 
-	// While its leader lingers, full is closed by the writer that brings
-	// the batch to target changes.
+	// While the batch lingers, full is closed by the writer that brings
+	// it to target writers, or by stop.
 	full   chan struct{}
 	target int
 }
@@ -131,7 +132,8 @@ func (c *committer) write(changes ...change) error {
 	}
 	b := c.next
 	b.changes = append(b.changes, changes...)
-	if b.full != nil && len(b.changes) >= b.target {
+	b.writers++
+	if b.full != nil && b.writers >= b.target {
 		close(b.full)
 		b.full = nil
 	}
@@ -139,10 +141,6 @@ func (c *committer) write(changes ...change) error {
 	if lead {
 		c.busy = true
 		c.running.Add(1)
-		if c.last > 1 && len(b.changes) < c.last {
-			c.linger(b)
-		}
-		c.next = nil
 	}
 	c.mu.Unlock()
 	if lead {
@@ -152,7 +150,7 @@ func (c *committer) write(changes ...change) error {
 	return b.err
 }
 
-// linger holds b open, with c.mu released, until it has as many changes
+// linger holds b open, with c.mu released, until it has as many writers
 // as the last batch committed or c.lingerMax has passed: the writers that
 // commit released are likely to write again soon, and a batch they join
 // costs each of them a share of one commit instead of a commit of its
@@ -173,27 +171,36 @@ func (c *committer) linger(b *batch) {
 	b.full = nil
 }
 
-// run commits b, then the batches that gather meanwhile, one after the
-// other, each on a new goroutine.
+// run commits b, which is still c.next, open to writers, once it lingers
+// if it must; then the batches that gather meanwhile, one after the other,
+// each on a new goroutine (which lingers, not the writer that committed
+// the last batch).
 func (c *committer) run(b *batch) {
+	c.mu.Lock()
+	if c.last > 1 && b.writers < c.last && !c.failed && !c.closed {
+		c.linger(b)
+	}
+	c.next = nil // b closes; later writers gather in a batch of their own
+	c.mu.Unlock()
 	panicked, err := c.commitContained(b.changes)
-	failed := err != nil && !errors.Is(err, badger.ErrDBClosed) && !errors.Is(err, badger.ErrBlockedWrites)
+	// errCommitterFailed: failed already, and onFail told.
+	failed := err != nil && !errors.Is(err, badger.ErrDBClosed) && !errors.Is(err, badger.ErrBlockedWrites) && !errors.Is(err, errCommitterFailed)
+	c.mu.Lock()
+	c.last = b.writers
+	c.failed = c.failed || failed // before anyone hears of it: alone must not run on a failed Badger
+	next := c.next
+	c.busy = next != nil && !c.failed
+	stranded := next != nil && !c.busy // gathered for a committer that stopped
+	if stranded {
+		c.next = nil
+	}
+	c.mu.Unlock()
 	if failed {
 		err = c.onFail(err)
 	}
 	b.err = err
 	close(b.done)
-	c.mu.Lock()
-	c.last = len(b.changes)
-	next := c.next
-	if next != nil && c.last > 1 && len(next.changes) < c.last && !c.failed {
-		c.linger(next)
-	}
-	c.next = nil
-	c.failed = c.failed || failed
-	c.busy = next != nil && !c.failed
-	c.mu.Unlock()
-	if next != nil && !c.busy {
+	if stranded {
 		next.err = errCommitterFailed
 		close(next.done)
 		next = nil
@@ -325,6 +332,10 @@ func (c *committer) stopFor(err error) error {
 func (c *committer) stop() {
 	c.mu.Lock()
 	c.closed = true
+	if b := c.next; b != nil && b.full != nil { // lingering: commit it now
+		close(b.full)
+		b.full = nil
+	}
 	c.mu.Unlock()
 	c.running.Wait()
 }

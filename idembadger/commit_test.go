@@ -207,12 +207,12 @@ func requireStops(t *testing.T, c *committer) {
 }
 
 // TestBatchLingersForTheLastBatchsWriters has the last commit carry three
-// changes: the next leader waits for two more writers, and the three are
-// committed in one transaction.
+// writers: the next leader waits for two more, and the three are
+// committed in one transaction, as soon as the third has joined.
 func TestBatchLingersForTheLastBatchsWriters(t *testing.T) {
-	db, c := lingering(t, 3, time.Minute) // no timer ends the wait: only the third writer
-
+	db, c := lingering(t, 3, time.Minute) // the timer would end the wait only after a minute
 	before := c.version.Load()
+	start := time.Now()
 	var wg sync.WaitGroup
 	for i := range 3 {
 		wg.Go(func() {
@@ -221,24 +221,105 @@ func TestBatchLingersForTheLastBatchsWriters(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	assert.Less(t, time.Since(start), 10*time.Second, "the third writer ended the wait")
 	assert.Equal(t, before+1, c.version.Load(), "one commit for the three writers")
 	assert.Equal(t, 3, count(t, db))
 }
 
 // TestBatchThatDoesNotFillIsCommittedAfterItsLinger: a lone writer after
-// a batch of three waits out the linger, then commits alone; after that
-// its last batch is its own, and it no longer waits.
+// a batch of three waits out the linger, then commits alone; its next
+// write, whose last batch was its own, does not wait.
 func TestBatchThatDoesNotFillIsCommittedAfterItsLinger(t *testing.T) {
-	db, c := lingering(t, 3, 50*time.Millisecond)
-
+	db, c := lingering(t, 3, 500*time.Millisecond)
 	start := time.Now()
 	require.NoError(t, c.write(change{key: []byte("a"), value: []byte("a")}))
-	assert.GreaterOrEqual(t, time.Since(start), 50*time.Millisecond, "it waited for the others")
-	c.mu.Lock()
-	last := c.last
-	c.mu.Unlock()
-	assert.Equal(t, 1, last, "the next batch waits for nobody")
-	assert.Equal(t, 1, count(t, db))
+	assert.GreaterOrEqual(t, time.Since(start), 500*time.Millisecond, "it waited for the others")
+	start = time.Now()
+	require.NoError(t, c.write(change{key: []byte("b"), value: []byte("b")}))
+	assert.Less(t, time.Since(start), 500*time.Millisecond, "alone again: no wait")
+	assert.Equal(t, 2, count(t, db))
+}
+
+// TestLingerHoldsOnlyItsOwnBatch: the batch that gathers while the
+// leader's commits lingers on a goroutine of its own; the leader, whose
+// batch is committed, returns at once.
+func TestLingerHoldsOnlyItsOwnBatch(t *testing.T) {
+	_, c := lingering(t, 2, time.Minute)
+	unlock := holdCommits(t, c)
+	leaders := make(chan error, 2)
+	for _, k := range []string{"a1", "a2"} { // the leader waits for the second, then for the lock
+		go func() { leaders <- c.write(change{key: []byte(k), value: []byte(k)}) }()
+	}
+	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.busy && c.next == nil }) // a1, a2 closed
+	late := make(chan error, 1)
+	go func() { late <- c.write(change{key: []byte("b"), value: []byte("b")}) }()
+	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.next != nil && c.next.writers == 1 })
+	unlock()
+	for range 2 {
+		select {
+		case err := <-leaders:
+			assert.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("a writer whose batch committed waits for the next batch's linger")
+		}
+	}
+	select {
+	case <-late:
+		t.Fatal("b's batch of 1 did not wait for a second writer")
+	case <-time.After(50 * time.Millisecond):
+	}
+	c.stop() // ends the linger
+	assert.NoError(t, <-late)
+}
+
+// TestFailedCommitStrandsTheNextBatchAtOnce: when a commit fails, the
+// batch that gathered meanwhile fails at once, without lingering, and
+// alone refuses from the moment the failed commit's writers hear of it.
+func TestFailedCommitStrandsTheNextBatchAtOnce(t *testing.T) {
+	_, c := lingering(t, 2, time.Minute)
+	unlock := holdCommits(t, c)
+	c.db = nil // the next commit dereferences it
+	leaders := make(chan error, 2)
+	for _, k := range []string{"a1", "a2"} {
+		go func() { leaders <- c.write(change{key: []byte(k), value: []byte(k)}) }()
+	}
+	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.busy && c.next == nil })
+	late := make(chan error, 1)
+	go func() { late <- c.write(change{key: []byte("b"), value: []byte("b")}) }()
+	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.next != nil && c.next.writers == 1 })
+	unlock()
+	assert.ErrorContains(t, <-leaders, "nil pointer dereference")
+	assert.ErrorIs(t, c.alone(func() error { return nil }, func(error) bool { return true }), errCommitterFailed)
+	select {
+	case err := <-late:
+		assert.ErrorIs(t, err, errCommitterFailed)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the batch after a failed commit lingers")
+	}
+	assert.ErrorContains(t, <-leaders, "nil pointer dereference")
+}
+
+// holdCommits makes c's commits wait until the returned function is
+// called, which t's cleanup does too if the test ends first.
+func holdCommits(t *testing.T, c *committer) (release func()) {
+	c.writing.Lock()
+	var once sync.Once
+	release = func() { once.Do(c.writing.Unlock) }
+	t.Cleanup(release)
+	return release
+}
+
+// waitFor polls cond every millisecond until it holds, or fails t after
+// 10 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // lingering returns an in-memory Badger and a committer on it whose last

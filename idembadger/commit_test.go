@@ -241,20 +241,11 @@ func TestBatchThatDoesNotFillIsCommittedAfterItsLinger(t *testing.T) {
 }
 
 // TestLingerHoldsOnlyItsOwnBatch: the batch that gathers while the
-// leader's commits lingers on a goroutine of its own; the leader, whose
-// batch is committed, returns at once.
+// leader's batch commits lingers on a goroutine of its own; the leader,
+// whose batch is committed, returns at once.
 func TestLingerHoldsOnlyItsOwnBatch(t *testing.T) {
 	_, c := lingering(t, 2, time.Minute)
-	unlock := holdCommits(t, c)
-	leaders := make(chan error, 2)
-	for _, k := range []string{"a1", "a2"} { // the leader waits for the second, then for the lock
-		go func() { leaders <- c.write(change{key: []byte(k), value: []byte(k)}) }()
-	}
-	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.busy && c.next == nil }) // a1, a2 closed
-	late := make(chan error, 1)
-	go func() { late <- c.write(change{key: []byte("b"), value: []byte("b")}) }()
-	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.next != nil && c.next.writers == 1 })
-	unlock()
+	leaders, late := batchAndNext(t, c)
 	for range 2 {
 		select {
 		case err := <-leaders:
@@ -277,17 +268,8 @@ func TestLingerHoldsOnlyItsOwnBatch(t *testing.T) {
 // alone refuses from the moment the failed commit's writers hear of it.
 func TestFailedCommitStrandsTheNextBatchAtOnce(t *testing.T) {
 	_, c := lingering(t, 2, time.Minute)
-	unlock := holdCommits(t, c)
 	c.db = nil // the next commit dereferences it
-	leaders := make(chan error, 2)
-	for _, k := range []string{"a1", "a2"} {
-		go func() { leaders <- c.write(change{key: []byte(k), value: []byte(k)}) }()
-	}
-	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.busy && c.next == nil })
-	late := make(chan error, 1)
-	go func() { late <- c.write(change{key: []byte("b"), value: []byte("b")}) }()
-	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.next != nil && c.next.writers == 1 })
-	unlock()
+	leaders, late := batchAndNext(t, c)
 	assert.ErrorContains(t, <-leaders, "nil pointer dereference")
 	assert.ErrorIs(t, c.alone(func() error { return nil }, func(error) bool { return true }), errCommitterFailed)
 	select {
@@ -299,31 +281,32 @@ func TestFailedCommitStrandsTheNextBatchAtOnce(t *testing.T) {
 	assert.ErrorContains(t, <-leaders, "nil pointer dereference")
 }
 
-// holdCommits makes c's commits wait until the returned function is
-// called, which t's cleanup does too if the test ends first.
-func holdCommits(t *testing.T, c *committer) (release func()) {
-	c.writing.Lock()
+// batchAndNext has two writers (a1, a2) fill a batch on c, whose last
+// batch had two, and one more (b) join the next batch while the first is
+// held before its commit; then it lets the commit go. It returns where the
+// first two writes and the third report.
+func batchAndNext(t *testing.T, c *committer) (leaders, late <-chan error) {
+	c.writing.Lock() // commits wait
 	var once sync.Once
-	release = func() { once.Do(c.writing.Unlock) }
-	t.Cleanup(release)
-	return release
-}
-
-// waitFor polls cond every millisecond until it holds, or fails t after
-// 10 s.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(time.Millisecond)
+	release := func() { once.Do(c.writing.Unlock) }
+	t.Cleanup(release) // if the test ends first
+	first := make(chan error, 2)
+	for _, k := range []string{"a1", "a2"} { // the leader waits for the second, then for the lock
+		go func() { first <- c.write(change{key: []byte(k), value: []byte(k)}) }()
 	}
+	held := func(cond func() bool) func() bool {
+		return func() bool { c.mu.Lock(); defer c.mu.Unlock(); return cond() }
+	}
+	require.Eventually(t, held(func() bool { return c.busy && c.next == nil }), 10*time.Second, time.Millisecond, "a1 and a2's batch closes")
+	third := make(chan error, 1)
+	go func() { third <- c.write(change{key: []byte("b"), value: []byte("b")}) }()
+	require.Eventually(t, held(func() bool { return c.next != nil && c.next.writers == 1 }), 10*time.Second, time.Millisecond, "b joins the next batch")
+	release()
+	return first, third
 }
 
 // lingering returns an in-memory Badger and a committer on it whose last
-// batch carried last changes, and which lingers up to linger.
+// batch had last writers, and which lingers up to linger.
 func lingering(t *testing.T, last int, linger time.Duration) (*badger.DB, *committer) {
 	db, err := badger.OpenManaged(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
 	require.NoError(t, err)

@@ -427,9 +427,11 @@ func (sc *Scope) outcome(rec *record, dst []byte) (Result, error) {
 	}
 	switch rec.state {
 	case stateCompleted:
-		if dst == nil { // Do: a copy of its own, in one step (makeslicecopy, not growslice)
-			res.Value = make([]byte, len(rec.value))
-			copy(res.Value, rec.value)
+		if dst == nil { // Do: a copy of its own, in one step (makeslicecopy: no zeroing, no growslice)
+			stored := rec.value // makeslicecopy wants plain variables on both sides
+			value := make([]byte, len(stored))
+			copy(value, stored)
+			res.Value = value
 		} else {
 			res.Value = append(dst, rec.value...)
 		}

@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,7 +17,7 @@ import (
 	"github.com/idemkit/idem/cmd/idem/internal/bench"
 )
 
-const benchUsage = `idem bench [-workload unique,dup90,hot] [-goroutines 1,8,64] [-duration 2s] [-value-size 256] [-sync] [-targets LIST] [-redis ADDR] [-json]
+const benchUsage = `idem bench [-workload unique,dup90,hot] [-goroutines 1,8,64] [-duration 2s] [-value-size 256] [-sync] [-targets LIST] [-redis ADDR] [-json] [-cpuprofile FILE]
 
 Runs concurrent check-and-set on idem (Do and Claim) and on the baselines
 (naive Badger get-then-set, an in-memory sharded map) in fresh temporary
@@ -31,7 +34,8 @@ only), in tables of their own, dropped afterwards.
 badger-ingest, blind writes of concurrent callers committed together with
 conflict detection off: not check-and-sets, but what Badger's write alone
 costs a new key, one by one and at its ingest ceiling (the unique workload
-only).
+only). -cpuprofile writes a CPU profile of the whole run to FILE, for
+go tool pprof: name one target to see where its time goes.
 ` + claimedLegend + "\n" + serverCPULegend + "\n" + ratioLegend + `
 
 examples:
@@ -60,7 +64,7 @@ type benchRow struct {
 	VsInsert         float64 `json:"vs_pg_insert,omitempty"`
 }
 
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlags("bench", benchUsage, stderr)
 	workloads := fs.String("workload", "unique,dup90,hot", "workloads, comma-separated")
 	goroutines := fs.String("goroutines", "1,8,64", "goroutine counts, comma-separated")
@@ -71,6 +75,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	redisAddr := fs.String("redis", "", "a Redis server `address` for the Redis targets")
 	pgURL := fs.String("postgres", "", "a PostgreSQL database `URL` for the Postgres targets (tables of their own, dropped afterwards)")
 	asJSON := fs.Bool("json", false, "print JSON lines")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to `file`")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -126,6 +131,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if slices.Contains(kinds, b) {
 			baselines = append(baselines, b)
 		}
+	}
+	if *cpuProfile != "" {
+		stop, err := profileCPU(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, stop()) }()
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	for _, w := range ws {
@@ -257,3 +269,19 @@ func ratio(x float64) string {
 }
 
 func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+// profileCPU starts a CPU profile written to path; stop ends it and closes
+// the file.
+func profileCPU(path string) (stop func() error, err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return nil, errors.Join(err, f.Close())
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
+}

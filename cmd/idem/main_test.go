@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -368,6 +369,24 @@ func TestBench(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(out, `"target":"badger-write","workload":"unique"`), out)
 	assert.Equal(t, 1, strings.Count(out, `"target":"badger-ingest","workload":"unique"`), out)
 	assert.Equal(t, 4, strings.Count(out, "\n"), out)
+}
+
+func TestBenchWritesACPUProfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cpu.pprof")
+	_, errOut, code := cli(t, "bench", "-workload", "hot", "-goroutines", "2", "-duration", "100ms", "-targets", "idem-do", "-cpuprofile", path)
+	require.Zero(t, code, errOut)
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	zr, err := gzip.NewReader(f) // a profile is gzipped protocol buffers
+	require.NoError(t, err)
+	n, err := io.Copy(io.Discard, zr)
+	require.NoError(t, err)
+	assert.Positive(t, n)
+
+	_, errOut, code = cli(t, "bench", "-duration", "10ms", "-cpuprofile", filepath.Join(t.TempDir(), "no", "such", "dir"))
+	assert.NotZero(t, code)
+	assert.Contains(t, errOut, "no such file")
 }
 
 // TestMain runs the torture child when this test binary is one (torture

@@ -235,17 +235,20 @@ func (g *group) arguments() ([]string, []any) {
 	return keys, args
 }
 
-// deliver hands each call its reply and wakes it.
+// deliver hands each call its reply, or its error, and wakes it.
 func (g *group) deliver() {
 	replies, err := g.cmds[0].Slice()
 	if err == nil && len(replies) != len(g.calls) {
 		err = fmt.Errorf("%d replies for %d keys", len(replies), len(g.calls))
 	}
 	for i, c := range g.calls {
-		if err != nil {
-			c.err = fmt.Errorf("idemredis: %s: %w", g.op.name, err)
-		} else {
+		cerr := err
+		if cerr == nil {
 			c.reply = replies[i]
+			cerr, _ = c.reply.(error) // this key's alone (see malformed)
+		}
+		if cerr != nil {
+			c.reply, c.err = nil, fmt.Errorf("idemredis: %s: %w", g.op.name, cerr)
 		}
 		c.done <- struct{}{}
 	}

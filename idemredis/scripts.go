@@ -58,6 +58,10 @@ local function parse(cur)
   local o, l, f, e, w, at = string.match(cur, '^(%%d+),(%%d+),(%%d+),(%%d+),(%%d);()')
   return o, tonumber(l), f, e, w, at
 end
+-- malformed is the reply for a key whose entry parse cannot read (written
+-- by something else under the prefix): an error for that key alone, so
+-- that the other keys of the call get their own replies.
+local malformed = {err = 'malformed entry'}
 -- notify tells the watchers of key k that it is no longer in progress.
 local function notify(k)
   redis.call('PUBLISH', string.match(k, '^(.-){') .. 'done', k)
@@ -101,6 +105,7 @@ var claimOp = batchScript("claim", 6, `
   end
   local token = us
   local prev, l, fence, e, w, at = parse(cur)
+  if not prev then return malformed end
   local old = string.sub(cur, at)
   local lapsed = 0
   if prev ~= '0' and l <= ms then lapsed = 1 end
@@ -120,6 +125,7 @@ var renewOp = batchScript("renew", 2, `
   local cur = redis.call('GET', k)
   if not cur then return 0 end
   local o, l, fence, e, w, at = parse(cur)
+  if not o then return malformed end
   if o ~= ARGV[a+1] then return 0 end
   local lease = later(ARGV[a+2])
   if tonumber(e) < tonumber(lease) then e = lease end
@@ -138,8 +144,11 @@ var completeOp = batchScript("complete", 3, `
   -- which costs more than all the rest: only the rare path calls it).
   local o = ARGV[a+1]
   if string.sub(cur, 1, #o + 1) ~= o .. ',' then
+    -- Not the caller's: put it back. An entry idem did not write keeps
+    -- the completion's expiry, since the SET replaced its own.
     local _, _, _, e = parse(cur)
-    redis.call('SET', k, cur, 'PXAT', e) -- not the caller's: put it back
+    redis.call('SET', k, cur, 'PXAT', e or expires)
+    if not e then return malformed end
     return 0
   end
   -- The watched flag is the digit before the header's end.
@@ -151,6 +160,7 @@ var releaseOp = batchScript("release", 1, `
   local cur = redis.call('GET', k)
   if not cur then return 0 end
   local o, l, fence, e, w = parse(cur)
+  if not o then return malformed end
   if o ~= ARGV[a+1] then return 0 end
   redis.call('DEL', k)
   if w == '1' then notify(k) end
@@ -162,6 +172,7 @@ var watchOp = batchScript("watch", 0, `
   local cur = redis.call('GET', k)
   if not cur then return 0 end
   local o, l, fence, e, w, at = parse(cur)
+  if not o then return malformed end
   if o == '0' then return 0 end
   if w == '0' then
     redis.call('SET', k, o .. ',' .. l .. ',' .. fence .. ',' .. e .. ',1;' .. string.sub(cur, at), 'PXAT', e)
@@ -173,6 +184,7 @@ var getOp = batchScript("get", 0, `
   local cur = redis.call('GET', k)
   if not cur then return false end
   local o, l, fence, e, w, at = parse(cur)
+  if not o then return malformed end
   local lapsed = 0
   if o ~= '0' and l <= ms then lapsed = 1 end
   return {o, lapsed, string.sub(cur, at)}`)

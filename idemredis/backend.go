@@ -317,11 +317,16 @@ func (b *Backend) read(ctx context.Context, c redis.UniversalClient, keys []stri
 	for i, k := range keys {
 		cmds[i] = pipe.Get(ctx, k)
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	_, _ = pipe.Exec(ctx) // errors are in each command
+	if err := clock.Err(); err != nil {
 		return fmt.Errorf("idemredis: scan: %w", err)
 	}
 	now := clock.Val().UnixMilli()
 	for i, k := range keys {
+		var reply redis.Error // the server's answer for this key alone: another type (WRONGTYPE)
+		if err := cmds[i].Err(); err != nil && !errors.Is(err, redis.Nil) && !errors.As(err, &reply) {
+			return fmt.Errorf("idemredis: scan: %w", err) // the connection's
+		}
 		if seen[k] {
 			continue
 		}
@@ -332,7 +337,7 @@ func (b *Backend) read(ctx context.Context, c redis.UniversalClient, keys []stri
 		}
 		e, err := parseEntry(cmds[i].Val(), now)
 		if err != nil {
-			return fmt.Errorf("idemredis: scan %x: %w", raw, err)
+			continue // not one of ours either: its value is not an entry
 		}
 		if err := fn(raw, e); err != nil {
 			return err
@@ -342,20 +347,28 @@ func (b *Backend) read(ctx context.Context, c redis.UniversalClient, keys []stri
 }
 
 // parseEntry decodes a stored entry (see scripts.go) read at server time
-// now, in milliseconds.
+// now, in milliseconds. It accepts what the scripts' parse does: four
+// numbers and a digit.
 func parseEntry(s string, now int64) (backend.Entry, error) {
 	head, value, ok := strings.Cut(s, ";")
 	parts := strings.Split(head, ",")
-	if !ok || len(parts) != 5 {
-		return backend.Entry{}, errors.New("malformed entry")
+	if !ok || len(parts) != 5 || len(parts[4]) != 1 {
+		return backend.Entry{}, errMalformed
 	}
-	owner, err1 := strconv.ParseUint(parts[0], 10, 64)
-	lease, err2 := strconv.ParseInt(parts[1], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return backend.Entry{}, fmt.Errorf("malformed entry: %w", err)
+	var fields [5]uint64
+	for i, p := range parts {
+		n, err := strconv.ParseUint(p, 10, 64)
+		if err != nil {
+			return backend.Entry{}, errMalformed
+		}
+		fields[i] = n
 	}
-	return backend.Entry{Value: []byte(value), Owner: owner, Lapsed: owner != 0 && lease <= now}, nil
+	owner, lease := fields[0], fields[1]
+	return backend.Entry{Value: []byte(value), Owner: owner, Lapsed: owner != 0 && lease <= uint64(max(now, 0))}, nil
 }
+
+// errMalformed is the error of a key whose entry idem did not write.
+var errMalformed = errors.New("malformed entry")
 
 // globEscape escapes the characters SCAN's MATCH pattern treats specially.
 func globEscape(s string) string {

@@ -58,9 +58,11 @@ local function parse(cur)
   local o, l, f, e, w, at = string.match(cur, '^(%%d+),(%%d+),(%%d+),(%%d+),(%%d);()')
   return o, tonumber(l), f, e, w, at
 end
--- malformed is the reply for a key whose entry parse cannot read (written
--- by something else under the prefix): an error for that key alone, so
--- that the other keys of the call get their own replies.
+-- Something else may have written under the prefix: a string parse
+-- cannot read, or another type, on which commands fail (WRONGTYPE). Such
+-- a key gets an error of its own, malformed or the command's (redis.pcall
+-- returns it), so that the other keys of the call get their replies; to
+-- an owner's operation it is a key the caller no longer owns (0).
 local malformed = {err = 'malformed entry'}
 -- notify tells the watchers of key k that it is no longer in progress.
 local function notify(k)
@@ -99,10 +101,11 @@ var claimOp = batchScript("claim", 6, `
     h = us .. ',' .. lease .. ',' .. us .. ',' .. expires .. ',0;'
     heads[lease .. expires] = h
   end
-  local cur = redis.call('SET', k, h .. ARGV[a+1], 'PXAT', expires, 'NX', 'GET')
+  local cur = redis.pcall('SET', k, h .. ARGV[a+1], 'PXAT', expires, 'NX', 'GET')
   if not cur then
     return claimed -- a new key: the common case
   end
+  if type(cur) == 'table' then return cur end
   local token = us
   local prev, l, fence, e, w, at = parse(cur)
   if not prev then return malformed end
@@ -122,10 +125,9 @@ var claimOp = batchScript("claim", 6, `
 // renewOp: owner, lease ms. Replies 1, or 0 if not the owner. The entry
 // is kept at least as long as the lease.
 var renewOp = batchScript("renew", 2, `
-  local cur = redis.call('GET', k)
-  if not cur then return 0 end
+  local cur = redis.pcall('GET', k)
+  if type(cur) ~= 'string' then return 0 end
   local o, l, fence, e, w, at = parse(cur)
-  if not o then return malformed end
   if o ~= ARGV[a+1] then return 0 end
   local lease = later(ARGV[a+2])
   if tonumber(e) < tonumber(lease) then e = lease end
@@ -138,8 +140,8 @@ var completeOp = batchScript("complete", 3, `
   local expires = later(ARGV[a+3])
   local fence = ARGV[a+1]
   if #fence > 16 then fence = '0' end
-  local cur = redis.call('SET', k, '0,0,' .. fence .. ',' .. expires .. ',0;' .. ARGV[a+2], 'PXAT', expires, 'XX', 'GET')
-  if not cur then return 0 end
+  local cur = redis.pcall('SET', k, '0,0,' .. fence .. ',' .. expires .. ',0;' .. ARGV[a+2], 'PXAT', expires, 'XX', 'GET')
+  if type(cur) ~= 'string' then return 0 end -- gone, or another type (the SET did not run)
   -- The owner's entry starts with the owner and a comma (see parse,
   -- which costs more than all the rest: only the rare path calls it).
   local o = ARGV[a+1]
@@ -148,7 +150,6 @@ var completeOp = batchScript("complete", 3, `
     -- the completion's expiry, since the SET replaced its own.
     local _, _, _, e = parse(cur)
     redis.call('SET', k, cur, 'PXAT', e or expires)
-    if not e then return malformed end
     return 0
   end
   -- The watched flag is the digit before the header's end.
@@ -157,10 +158,9 @@ var completeOp = batchScript("complete", 3, `
 
 // releaseOp: owner. Replies 1, or 0 if not the owner.
 var releaseOp = batchScript("release", 1, `
-  local cur = redis.call('GET', k)
-  if not cur then return 0 end
+  local cur = redis.pcall('GET', k)
+  if type(cur) ~= 'string' then return 0 end
   local o, l, fence, e, w = parse(cur)
-  if not o then return malformed end
   if o ~= ARGV[a+1] then return 0 end
   redis.call('DEL', k)
   if w == '1' then notify(k) end
@@ -169,8 +169,9 @@ var releaseOp = batchScript("release", 1, `
 // watchOp: no arguments. Marks an in-progress entry watched and replies
 // 1, or replies 0 if the key holds no in-progress entry.
 var watchOp = batchScript("watch", 0, `
-  local cur = redis.call('GET', k)
+  local cur = redis.pcall('GET', k)
   if not cur then return 0 end
+  if type(cur) == 'table' then return cur end
   local o, l, fence, e, w, at = parse(cur)
   if not o then return malformed end
   if o == '0' then return 0 end
@@ -181,8 +182,9 @@ var watchOp = batchScript("watch", 0, `
 
 // getOp: no arguments. Replies {owner, lapsed (0/1), value}, or nil.
 var getOp = batchScript("get", 0, `
-  local cur = redis.call('GET', k)
+  local cur = redis.pcall('GET', k)
   if not cur then return false end
+  if type(cur) == 'table' then return cur end
   local o, l, fence, e, w, at = parse(cur)
   if not o then return malformed end
   local lapsed = 0

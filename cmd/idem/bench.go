@@ -133,11 +133,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		}
 	}
 	if *cpuProfile != "" {
-		stop, err := profileCPU(*cpuProfile)
-		if err != nil {
-			return err
+		stop, perr := profileCPU(*cpuProfile)
+		if perr != nil {
+			return perr
 		}
-		defer func() { err = errors.Join(err, stop()) }()
+		defer func() { err = errors.Join(err, stop()) }() // the named result, so that a failed write is reported
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	for _, w := range ws {

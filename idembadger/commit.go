@@ -133,9 +133,8 @@ func (c *committer) write(changes ...change) error {
 	b := c.next
 	b.changes = append(b.changes, changes...)
 	b.writers++
-	if b.full != nil && b.writers >= b.target {
-		close(b.full)
-		b.full = nil
+	if b.writers >= b.target {
+		b.endLinger()
 	}
 	lead := !c.busy
 	if lead {
@@ -169,6 +168,15 @@ func (c *committer) linger(b *batch) {
 	t.Stop()
 	c.mu.Lock()
 	b.full = nil
+}
+
+// endLinger wakes the goroutine that lingers on b, if one does; the
+// committer's mu is held.
+func (b *batch) endLinger() {
+	if b.full != nil {
+		close(b.full)
+		b.full = nil
+	}
 }
 
 // run commits b, which is still c.next, open to writers, once it lingers
@@ -332,9 +340,8 @@ func (c *committer) stopFor(err error) error {
 func (c *committer) stop() {
 	c.mu.Lock()
 	c.closed = true
-	if b := c.next; b != nil && b.full != nil { // lingering: commit it now
-		close(b.full)
-		b.full = nil
+	if c.next != nil {
+		c.next.endLinger() // commit it now
 	}
 	c.mu.Unlock()
 	c.running.Wait()
